@@ -1,0 +1,200 @@
+"""The engine's command-line interface: ``python -m core <command> --help``.
+
+Exit status: 0 on success, 2 for a problem with the input (the message says what to
+do), 1 for an internal error (with a traceback on standard error), 130 when
+interrupted or terminated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .params import (
+    DEFAULT_PERCENTILES,
+    MAX_IN_MEMORY_PIXELS,
+    NORMALIZATIONS,
+    SEED,
+    SUPERPIXELS,
+    Param,
+)
+from .protocol import EngineError, Reporter
+
+__all__ = ["build_parser", "main"]
+
+_DESCRIPTIONS = {
+    "slic": "SLIC superpixels (Achanta et al. 2012): k-means in colour and image space.",
+    "quickshift": "QuickShift superpixels (Vedaldi & Soatto 2008): mode seeking on a "
+    "density estimate.",
+    "felzenszwalb": "Felzenszwalb-Huttenlocher graph segmentation (2004): merges regions "
+    "whose internal difference is below a size-scaled threshold.",
+}
+
+
+def _bands(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid band list {text!r}: give 1-based band numbers separated by commas, "
+            "e.g. 1,2,3"
+        ) from None
+
+
+def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
+    bounds = ""
+    if param.minimum is not None or param.maximum is not None:
+        low = "-inf" if param.minimum is None else f"{param.minimum:g}"
+        high = "inf" if param.maximum is None else f"{param.maximum:g}"
+        bounds = f" Range [{low}, {high}]."
+    if param.kind == "bool":
+        parser.add_argument(
+            param.option,
+            action=argparse.BooleanOptionalAction,
+            default=param.default,
+            help=f"{param.help} (default: {param.default})",
+        )
+        return
+    parser.add_argument(
+        param.option,
+        type=int if param.kind == "int" else float,
+        default=param.default,
+        metavar="N" if param.kind == "int" else "X",
+        help=f"{param.help}{bounds} (default: {param.default})",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every engine command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core",
+        description="LandSeg engine: segment rasters into superpixels and land-cover maps.",
+    )
+    parser.add_argument("--version", action="version", version=f"LandSeg engine {__version__}")
+    parser.add_argument(
+        "--progress",
+        choices=("text", "json"),
+        default="text",
+        help="text: readable progress on stderr; json: one JSON event per line on stdout "
+        "(what the QGIS plugin reads). Default: text.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="Show versions and the compute device.")
+    info.set_defaults(handler=_run_info)
+
+    for method, params in SUPERPIXELS.items():
+        sub = commands.add_parser(
+            method, help=_DESCRIPTIONS[method], description=_DESCRIPTIONS[method]
+        )
+        sub.add_argument("input", help="Input raster (any GDAL format, any band count).")
+        sub.add_argument("output", help="Output segment-id GeoTIFF (int32, nodata 0).")
+        sub.add_argument("--bands", type=_bands, default=None, metavar="B1,B2,...",
+                         help="1-based bands to use (default: all).")
+        sub.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATIONS[0],
+                         help="Per-band stretch before segmenting (default: percentile).")
+        sub.add_argument("--percentiles", type=float, nargs=2, default=DEFAULT_PERCENTILES,
+                         metavar=("LOW", "HIGH"),
+                         help="Percentiles of the percentile stretch (default: 2 98).")
+        sub.add_argument("--nodata-zero", action="store_true",
+                         help="Also treat pixels that are 0 in every band as nodata.")
+        sub.add_argument("--polygons", default=None, metavar="PATH",
+                         help="Also write one polygon per segment (GeoPackage or any OGR "
+                         "format by extension).")
+        sub.add_argument("--mean", default=None, metavar="PATH",
+                         help="Also write a raster of segment mean values.")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="Replace existing outputs (refused by default).")
+        sub.add_argument("--max-pixels", type=int, default=MAX_IN_MEMORY_PIXELS,
+                         help=f"Largest raster accepted (default: {MAX_IN_MEMORY_PIXELS:,}).")
+        _add_param(sub, SEED)
+        for param in params:
+            _add_param(sub, param)
+        sub.set_defaults(handler=_run_superpixels, method=method)
+    return parser
+
+
+def _run_superpixels(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .pipeline import run_superpixels
+
+    return run_superpixels(
+        args.method,
+        src=args.input,
+        dst=args.output,
+        params={p.name: getattr(args, p.name) for p in SUPERPIXELS[args.method]},
+        bands=args.bands,
+        normalization=args.normalization,
+        percentiles=tuple(args.percentiles),
+        nodata_zero=args.nodata_zero,
+        seed=args.seed,
+        dst_polygons=args.polygons,
+        dst_mean=args.mean,
+        overwrite=args.overwrite,
+        max_pixels=args.max_pixels,
+        reporter=reporter,
+    )
+
+
+def _run_info(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    import importlib.metadata as metadata
+    import platform
+
+    versions = {}
+    for package in ("numpy", "numba", "scikit-image", "rasterio", "torch",
+                    "segmentation-models-pytorch"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "landseg": __version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "packages": versions,
+    }
+
+
+class _Terminated(Exception):
+    """Raised in the main thread when the process receives SIGTERM."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one engine command; returns the process exit status."""
+    args = build_parser().parse_args(argv)
+    reporter = Reporter(args.progress)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    reporter.start(args.command, __version__)
+    try:
+        outputs = args.handler(args, reporter)
+    except (EngineError, ValueError) as err:
+        reporter.error(str(err), kind=type(err).__name__)
+        return 2
+    except (KeyboardInterrupt, _Terminated):
+        reporter.error("Cancelled; no output was written.", kind="Cancelled")
+        return 130
+    except MemoryError:
+        reporter.error(
+            "Out of memory. Use a smaller raster or fewer bands, or close other programs.",
+            kind="MemoryError",
+        )
+        return 1
+    except Exception as err:  # noqa: BLE001 - last resort: report, with the traceback
+        traceback.print_exc(file=sys.stderr)
+        reporter.error(f"Internal error ({type(err).__name__}: {err}). Please report it "
+                       "with the log.", kind="InternalError")
+        return 1
+    reporter.result(outputs)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Parameters of each engine command, shared by the CLI and the QGIS plugin.
+
+Standard library only: the QGIS plugin imports this module to build its Processing
+parameters without importing numpy, numba or torch. The defaults of the method
+parameters are those of the core functions' signatures; ``tests/core/test_params.py``
+checks that the two agree.
+
+Names are the core functions' keyword arguments (scikit-image's names). The Processing
+parameter key is the UPPER_SNAKE form (``n_segments`` -> ``N_SEGMENTS``) and the CLI option
+the dashed form (``--n-segments``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["int", "float", "bool"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tuning parameter of an engine command.
+
+    Attributes
+    ----------
+    name : str
+        Keyword argument of the core function (snake_case).
+    kind : {"int", "float", "bool"}
+        Value type.
+    default : int, float or bool
+        Default value (the core function's).
+    help : str
+        One-line description for ``--help`` and the Processing dialog.
+    minimum, maximum : float, optional
+        Inclusive bounds checked by the CLI and by QGIS.
+    advanced : bool
+        Shown under "Advanced parameters" in QGIS.
+    """
+
+    name: str
+    kind: Kind
+    default: int | float | bool
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    advanced: bool = False
+
+    @property
+    def key(self) -> str:
+        """Processing parameter key (UPPER_SNAKE)."""
+        return self.name.upper()
+
+    @property
+    def option(self) -> str:
+        """Command-line option (``--dashed-name``)."""
+        return "--" + self.name.replace("_", "-")
+
+
+#: Band stretch applied before segmenting; first is the default.
+NORMALIZATIONS: tuple[str, ...] = ("percentile", "minmax", "none")
+NORMALIZATION_LABELS: dict[str, str] = {
+    "percentile": "Percentile stretch per band (robust; default)",
+    "minmax": "Min-max stretch per band",
+    "none": "None (bands used as they are)",
+}
+DEFAULT_PERCENTILES: tuple[float, float] = (2.0, 98.0)
+
+SEED = Param("seed", "int", 42, "Random seed; the same seed gives the same result.", 0, None, True)
+
+SUPERPIXELS: dict[str, tuple[Param, ...]] = {
+    "slic": (
+        Param("n_segments", "int", 1000, "Approximate number of segments.", 1),
+        Param(
+            "compactness", "float", 10.0,
+            "Balance of colour and space: higher gives more square segments "
+            "(bands are stretched to 0-100, so 10 is scikit-image's colour default).",
+            0.0,
+        ),
+        Param("sigma", "float", 0.0, "Gaussian smoothing (pixels) before segmenting.", 0.0),
+        Param("max_num_iter", "int", 10, "Maximum number of k-means iterations.", 1, None, True),
+        Param(
+            "enforce_connectivity", "bool", True,
+            "Make every segment one connected region.", advanced=True,
+        ),
+        Param(
+            "min_size_factor", "float", 0.5,
+            "Segments smaller than this fraction of the mean segment size are merged "
+            "into a neighbour (with connectivity enforcement).",
+            0.0, None, True,
+        ),
+        Param(
+            "max_size_factor", "float", 3.0,
+            "Largest segment allowed, as a multiple of the mean segment size.",
+            1.0, None, True,
+        ),
+    ),
+    "quickshift": (
+        Param("kernel_size", "float", 5.0, "Width of the Gaussian density kernel (pixels).", 0.5),
+        Param("max_dist", "float", 10.0, "Cut-off distance between linked pixels.", 0.0),
+        Param(
+            "ratio", "float", 1.0,
+            "Balance of colour and space, between 0 (space only) and 1 (colour counts fully).",
+            0.0, 1.0,
+        ),
+        Param("sigma", "float", 0.0, "Gaussian smoothing (pixels) before segmenting.", 0.0),
+    ),
+    "felzenszwalb": (
+        Param("scale", "float", 100.0, "Higher means larger segments.", 0.0),
+        Param("sigma", "float", 0.8, "Gaussian smoothing (pixels) before segmenting.", 0.0),
+        Param("min_size", "int", 20, "Minimum segment size in pixels.", 0),
+    ),
+}
+
+#: Methods whose result depends on a random seed.
+SEEDED: frozenset[str] = frozenset({"quickshift"})
+
+#: What each method works on: bands stretched to this range (scikit-image's scale for it).
+STRETCH_RANGE: dict[str, float] = {"slic": 100.0, "quickshift": 100.0, "felzenszwalb": 1.0}
+
+#: Largest raster the in-memory superpixel path accepts, in pixels (rows x columns).
+MAX_IN_MEMORY_PIXELS = 8192 * 8192

@@ -1,0 +1,238 @@
+"""One entry per engine command: read rasters, call the core functions, write outputs.
+
+Each ``run_*`` function is what one Processing algorithm and one CLI subcommand calls.
+Outputs are written atomically: a failed or cancelled run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from affine import Affine
+
+from . import io, normalize
+from .params import (
+    DEFAULT_PERCENTILES,
+    MAX_IN_MEMORY_PIXELS,
+    SEEDED,
+    STRETCH_RANGE,
+    SUPERPIXELS,
+)
+from .protocol import EngineError, Reporter
+from .segments import mean_image, segment_counts, segment_means
+
+__all__ = ["run_superpixels"]
+
+#: Nodata of segment-id rasters (ids start at 1).
+SEGMENT_NODATA = 0
+#: Nodata of mean-colour rasters.
+MEAN_NODATA = -9999.0
+
+
+def _segmenter(method: str) -> Any:
+    from . import superpixels  # deferred: compiles numba kernels on first use
+
+    return {
+        "slic": superpixels.slic,
+        "quickshift": superpixels.quickshift,
+        "felzenszwalb": superpixels.felzenszwalb,
+    }[method]
+
+
+def run_superpixels(
+    method: str,
+    *,
+    src: str,
+    dst: str,
+    params: dict[str, Any] | None = None,
+    bands: Sequence[int] | None = None,
+    normalization: str = "percentile",
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
+    nodata_zero: bool = False,
+    seed: int = 42,
+    dst_polygons: str | None = None,
+    dst_mean: str | None = None,
+    overwrite: bool = False,
+    max_pixels: int = MAX_IN_MEMORY_PIXELS,
+    reporter: Reporter | None = None,
+) -> dict[str, Any]:
+    """Segment a raster into superpixels with SLIC, QuickShift or Felzenszwalb.
+
+    Parameters
+    ----------
+    method : {"slic", "quickshift", "felzenszwalb"}
+        Superpixel method (see :mod:`core.superpixels`).
+    src : str
+        Input raster (any band count and dtype; georeferenced or not).
+    dst : str
+        Output segment-id raster: GeoTIFF, int32, ids 1..N, nodata 0, on the input grid.
+    params : dict, optional
+        Method parameters by core keyword name (``n_segments``, ``compactness``...).
+        Missing ones take the core defaults.
+    bands : sequence of int, optional
+        1-based bands to use; all by default.
+    normalization : {"percentile", "minmax", "none"}
+        Per-band stretch applied before segmenting (see :func:`core.normalize.stretch`).
+        Bands are stretched to 0-100 for SLIC and QuickShift and 0-1 for Felzenszwalb,
+        the scales scikit-image's parameters are meant for.
+    percentiles : (float, float)
+        Low and high percentile of the percentile stretch.
+    nodata_zero : bool
+        Also treat pixels where every band is 0 as nodata.
+    seed : int
+        Random seed (QuickShift's tie-breaking; the other methods are deterministic).
+    dst_polygons : str, optional
+        Vector file with one polygon per segment: ``id``, ``pixels``, ``area`` (map units,
+        square pixels without georeferencing) and the mean of each band (``mean_b<N>``).
+    dst_mean : str, optional
+        Raster where each segment is painted with its band means (float32).
+    overwrite : bool
+        Replace existing outputs.
+    max_pixels : int
+        Largest raster accepted by this in-memory path.
+    reporter : Reporter, optional
+        Progress and log sink.
+
+    Returns
+    -------
+    dict
+        ``OUTPUT``, ``N_SEGMENTS`` and, when asked for, ``OUTPUT_POLYGONS`` and
+        ``OUTPUT_MEAN``.
+    """
+    report = reporter or Reporter("text")
+    if method not in SUPERPIXELS:
+        raise EngineError(f"Unknown superpixel method {method!r}: use {', '.join(SUPERPIXELS)}.")
+    kwargs = {p.name: p.default for p in SUPERPIXELS[method]}
+    unknown = set(params or {}) - set(kwargs)
+    if unknown:
+        raise EngineError(
+            f"{method} has no parameter {', '.join(sorted(unknown))}; "
+            f"its parameters are {', '.join(kwargs)}."
+        )
+    kwargs.update(params or {})
+    for p in SUPERPIXELS[method]:
+        value = kwargs[p.name]
+        if p.minimum is not None and value < p.minimum:
+            raise EngineError(f"{p.key} must be at least {p.minimum:g}, not {value}.")
+        if p.maximum is not None and value > p.maximum:
+            raise EngineError(f"{p.key} must be at most {p.maximum:g}, not {value}.")
+    if method in SEEDED:
+        kwargs["seed"] = seed
+
+    outputs = [(dst, "OUTPUT")]
+    if dst_polygons:
+        outputs.append((dst_polygons, "OUTPUT_POLYGONS"))
+    if dst_mean:
+        outputs.append((dst_mean, "OUTPUT_MEAN"))
+    for path in (dst, dst_mean):
+        if path and os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
+    paths = [os.path.abspath(path) for path, _ in outputs]
+    if len(set(paths)) != len(paths):
+        raise EngineError("Two outputs have the same path; give each output its own file.")
+    for path, _ in outputs:
+        io.check_output_path(path, overwrite=overwrite)
+
+    info = io.inspect_raster(src)
+    if info.pixels > max_pixels:
+        raise EngineError(
+            f"{src} has {info.width} x {info.height} = {info.pixels:,} pixels, more than the "
+            f"{max_pixels:,} this in-memory superpixel path accepts. Clip the raster or "
+            "segment it in parts (a streaming path for larger rasters is planned)."
+        )
+    band_list = io.resolve_bands(bands, info.count)
+    report.info(
+        f"Input {info.width} x {info.height} px, bands {band_list} of {info.count}, "
+        f"{'CRS ' + _crs_name(info.crs_wkt) if info.crs_wkt else 'no georeferencing'}."
+    )
+
+    with io.open_raster(src) as raster:
+        image, valid = io.read_bands(raster, band_list, nodata_zero=nodata_zero)
+    report.progress(10)
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise EngineError(
+            f"{src} has no valid pixel in bands {band_list}: every pixel is nodata"
+            f"{' or 0 in all bands' if nodata_zero else ''}. Check the raster's nodata value "
+            "and the selected bands."
+        )
+    if n_valid < valid.size:
+        report.info(f"{valid.size - n_valid:,} nodata pixels belong to no segment.")
+
+    stretched = normalize.stretch(
+        image,
+        valid,
+        method=normalization,
+        percentiles=percentiles,
+        out_max=STRETCH_RANGE[method],
+    )
+    report.progress(20)
+    report.info(f"Segmenting with {method}: " + ", ".join(f"{k}={v}" for k, v in kwargs.items()))
+    started = time.perf_counter()
+    labels = _segmenter(method)(stretched, mask=valid, **kwargs)
+    del stretched
+    n_segments = int(labels.max())
+    report.info(f"{n_segments} segments in {time.perf_counter() - started:.2f} s.")
+    report.progress(75)
+
+    with contextlib.ExitStack() as stack:
+        tmp = {key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
+               for path, key in outputs}
+        io.write_raster(tmp["OUTPUT"], labels.astype(np.int32), like=info, nodata=SEGMENT_NODATA)
+        report.progress(80)
+        if dst_polygons or dst_mean:
+            means = segment_means(image, labels, n_segments)
+        if dst_mean:
+            io.write_raster(
+                tmp["OUTPUT_MEAN"],
+                mean_image(labels, means, nodata=MEAN_NODATA),
+                like=info,
+                nodata=MEAN_NODATA,
+                descriptions=[f"mean of band {b}" for b in band_list],
+            )
+            report.progress(85)
+        if dst_polygons:
+            _write_segment_polygons(
+                tmp["OUTPUT_POLYGONS"], labels, means, band_list, info, n_segments
+            )
+        report.progress(100)
+
+    result: dict[str, Any] = {key: path for path, key in outputs}
+    result["N_SEGMENTS"] = n_segments
+    return result
+
+
+def _write_segment_polygons(
+    path: os.PathLike[str] | str,
+    labels: np.ndarray,
+    means: np.ndarray,
+    band_list: Sequence[int],
+    info: io.RasterInfo,
+    n_segments: int,
+) -> None:
+    from .vectorize import segment_polygons, write_polygons
+
+    transform = Affine(*info.transform)
+    ids, geometries = segment_polygons(labels, transform=transform)
+    counts = segment_counts(labels, n_segments)
+    attributes: dict[str, np.ndarray] = {
+        "id": ids.astype(np.int32),
+        "pixels": counts[ids],
+        "area": np.array([g.area for g in geometries], dtype=np.float64),
+    }
+    for column, band in enumerate(band_list):
+        attributes[f"mean_b{band}"] = means[ids, column]
+    write_polygons(path, geometries, attributes, crs_wkt=info.crs_wkt, layer="segments")
+
+
+def _crs_name(wkt: str) -> str:
+    from rasterio.crs import CRS
+
+    crs = CRS.from_wkt(wkt)
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_string()[:60]

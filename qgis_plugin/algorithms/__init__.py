@@ -1,0 +1,18 @@
+"""LandSeg Processing algorithms."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingAlgorithm
+
+
+def all_algorithms() -> list[QgsProcessingAlgorithm]:
+    """Return one instance of every algorithm the provider offers."""
+    from .setup_engine import SetupEngineAlgorithm
+    from .superpixels import FelzenszwalbAlgorithm, QuickshiftAlgorithm, SlicAlgorithm
+
+    return [
+        SlicAlgorithm(),
+        QuickshiftAlgorithm(),
+        FelzenszwalbAlgorithm(),
+        SetupEngineAlgorithm(),
+    ]

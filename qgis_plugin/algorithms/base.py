@@ -1,0 +1,136 @@
+"""Base class of LandSeg algorithms: names, groups, help and icons in one place."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterNumber,
+    QgsRasterLayer,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ...core.params import Param
+from ..resources import help_html, icon_path
+
+HOMEPAGE = "https://github.com/landseg/landseg"
+
+# Scoped enums where this QGIS has them (3.36+ and QGIS 4), the 3.22 names otherwise.
+try:
+    from qgis.core import Qgis
+
+    ADVANCED = Qgis.ProcessingParameterFlag.Advanced
+    INTEGER = Qgis.ProcessingNumberParameterType.Integer
+    DOUBLE = Qgis.ProcessingNumberParameterType.Double
+    POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
+    FOLDER = Qgis.ProcessingFileParameterBehavior.Folder
+except AttributeError:
+    from qgis.core import QgsProcessing, QgsProcessingParameterFile
+
+    POLYGONS = QgsProcessing.TypeVectorPolygon
+    FOLDER = QgsProcessingParameterFile.Folder
+    ADVANCED = QgsProcessingParameterDefinition.FlagAdvanced
+    INTEGER = QgsProcessingParameterNumber.Integer
+    DOUBLE = QgsProcessingParameterNumber.Double
+
+GROUPS = {
+    "superpixels": "Superpixels",
+    "setup": "Setup",
+}
+
+
+class LandSegAlgorithm(QgsProcessingAlgorithm):
+    """Common behaviour of LandSeg algorithms.
+
+    Subclasses set ``algorithm_id``, ``display_name`` and ``group_id`` and implement
+    ``initAlgorithm`` and ``processAlgorithm`` (read parameters, run one engine command,
+    return outputs).
+    """
+
+    algorithm_id = ""
+    display_name = ""
+    group_id = ""
+
+    def tr(self, text: str) -> str:
+        """Translate a string."""
+        return QCoreApplication.translate("LandSeg", text)
+
+    def createInstance(self) -> LandSegAlgorithm:  # noqa: N802 - QGIS API name
+        """Return a fresh instance (QGIS runs each execution on its own instance)."""
+        return type(self)()
+
+    def name(self) -> str:
+        """Return the algorithm id (public API: never renamed)."""
+        return self.algorithm_id
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the name shown in the toolbox."""
+        return self.tr(self.display_name)
+
+    def group(self) -> str:
+        """Return the toolbox group."""
+        return self.tr(GROUPS[self.group_id])
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the stable group id."""
+        return self.group_id
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the help shown beside the dialog (resources/help/<id>.html)."""
+        return help_html(self.algorithm_id)
+
+    def helpUrl(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the README section of this algorithm."""
+        return f"{HOMEPAGE}#{self.algorithm_id}"
+
+    def icon(self) -> QIcon:
+        """Return the algorithm icon."""
+        return QIcon(icon_path(self.algorithm_id))
+
+    def svgIconPath(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the algorithm icon's path."""
+        return icon_path(self.algorithm_id)
+
+    def add_advanced(self, parameter: QgsProcessingParameterDefinition) -> None:
+        """Add a parameter under "Advanced parameters"."""
+        parameter.setFlags(parameter.flags() | ADVANCED)
+        self.addParameter(parameter)
+
+    def add_spec(self, param: Param) -> None:
+        """Add a Processing parameter built from an engine parameter spec."""
+        from qgis.core import QgsProcessingParameterBoolean
+
+        if param.kind == "bool":
+            definition: QgsProcessingParameterDefinition = QgsProcessingParameterBoolean(
+                param.key, self.tr(param.help), defaultValue=bool(param.default)
+            )
+        else:
+            number_type = INTEGER if param.kind == "int" else DOUBLE
+            definition = QgsProcessingParameterNumber(
+                param.key, self.tr(param.help), type=number_type, defaultValue=param.default
+            )
+            if param.minimum is not None:
+                definition.setMinimum(param.minimum)
+            if param.maximum is not None:
+                definition.setMaximum(param.maximum)
+        definition.setHelp(self.tr(param.help))
+        if param.advanced:
+            self.add_advanced(definition)
+        else:
+            self.addParameter(definition)
+
+
+def raster_source(layer: QgsRasterLayer | None, parameter: str) -> str:
+    """Return the file a raster layer reads, or explain why the engine cannot read it."""
+    if layer is None:
+        raise QgsProcessingException(f"No raster layer given for {parameter}.")
+    if layer.providerType() != "gdal":
+        raise QgsProcessingException(
+            f"{layer.name()} is a {layer.providerType()} layer, not a file. LandSeg reads "
+            "raster files: save the layer first (right-click > Export > Save As… GeoTIFF) "
+            "and give that file."
+        )
+    return layer.source()
+

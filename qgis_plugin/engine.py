@@ -1,0 +1,259 @@
+"""Run the LandSeg engine as a subprocess, the way QGIS's GDAL and GRASS providers do.
+
+The engine lives in its own Python environment, so torch and numpy 2 never enter QGIS's
+Python. Which interpreter runs it, in order:
+
+1. the environment variable ``LANDSEG_ENGINE_PYTHON`` (headless runs, CI);
+2. the Processing setting "LandSeg > Engine Python interpreter";
+3. the standard environment created by ``landseg:setupengine`` / ``make setup``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+
+from ..core import bootstrap
+from ..core.protocol import parse_event
+from .resources import PLUGIN_ROOT
+
+ENV_VAR = "LANDSEG_ENGINE_PYTHON"
+SETTING = "LANDSEG_ENGINE_PYTHON"
+_SETTING_GROUP = "LandSeg"
+
+SETUP_HINT = (
+    "Set the engine up with the Processing algorithm LandSeg > Setup > Set up the engine "
+    "(landseg:setupengine), or from a terminal with `make setup` in the plugin folder; or "
+    f"point the setting Processing > Options > Providers > LandSeg > Engine Python "
+    f"interpreter (or the environment variable {ENV_VAR}) to a Python that has the packages "
+    "of requirements/engine.txt."
+)
+
+
+def add_settings(provider: Any) -> None:
+    """Add the engine settings under Processing > Options > Providers > LandSeg."""
+    from processing.core.ProcessingConfig import ProcessingConfig, Setting
+
+    ProcessingConfig.settingIcons[_SETTING_GROUP] = provider.icon()
+    ProcessingConfig.addSetting(
+        Setting(
+            _SETTING_GROUP,
+            SETTING,
+            "Engine Python interpreter (empty: the environment made by landseg:setupengine)",
+            "",
+            valuetype=Setting.FILE,
+        )
+    )
+    ProcessingConfig.readSettings()
+
+
+def remove_settings() -> None:
+    """Remove the engine settings when the provider unloads."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.removeSetting(SETTING)
+
+
+def _setting_value() -> str:
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+    except ImportError:  # Processing plugin not loaded
+        return ""
+    return str(ProcessingConfig.getSetting(SETTING) or "")
+
+
+def set_engine_python(path: str) -> None:
+    """Store the engine interpreter in the Processing settings."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    ProcessingConfig.setSettingValue(SETTING, path)
+
+
+def engine_python() -> tuple[str, str]:
+    """Return the engine interpreter and where it was configured."""
+    if os.environ.get(ENV_VAR):
+        return os.environ[ENV_VAR], f"environment variable {ENV_VAR}"
+    if _setting_value():
+        return _setting_value(), "Processing setting 'Engine Python interpreter'"
+    return str(bootstrap.engine_python(bootstrap.default_venv_dir())), "default location"
+
+
+def check_engine() -> str:
+    """Return the engine interpreter, or raise with instructions if there is none."""
+    python, origin = engine_python()
+    if not Path(python).is_file():
+        raise QgsProcessingException(
+            f"The LandSeg engine is not set up: no Python interpreter at {python} ({origin}). "
+            + SETUP_HINT
+        )
+    return python
+
+
+def engine_environment() -> dict[str, str]:
+    """Environment for the engine process: QGIS's Python settings removed."""
+    env = dict(os.environ)
+    for key in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "VIRTUAL_ENV", "QGIS_PREFIX_PATH"):
+        env.pop(key, None)
+    env["PYTHONPATH"] = str(PLUGIN_ROOT)
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+def _reader(stream: Any, sink: queue.Queue[tuple[str, str | None]], name: str) -> None:
+    for line in iter(stream.readline, ""):
+        sink.put((name, line))
+    sink.put((name, None))
+
+
+def run_engine(
+    args: Sequence[str],
+    feedback: QgsProcessingFeedback | None,
+    *,
+    python: str | None = None,
+    module: str = "core",
+    outputs: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Run one engine command and return its outputs.
+
+    Parameters
+    ----------
+    args : sequence of str
+        Command and arguments after ``python -m core --progress json``.
+    feedback : QgsProcessingFeedback
+        Receives progress, log lines and cancellation.
+    python : str, optional
+        Interpreter to use instead of the configured engine.
+    module : str
+        Module to run (``core``, or ``core.bootstrap`` for the set-up).
+    outputs : sequence of str
+        Output paths: after a cancel or crash their partial files are removed.
+
+    Raises
+    ------
+    QgsProcessingException
+        With the engine's own message when it reports an error, or when it is cancelled.
+    """
+    feedback = feedback or QgsProcessingFeedback()
+    interpreter = python or check_engine()
+    command = [interpreter, "-m", module, "--progress", "json", *args]
+    feedback.pushCommandInfo(" ".join(_quote(part) for part in command))
+    creationflags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            cwd=str(PLUGIN_ROOT),
+            env=engine_environment(),
+            creationflags=creationflags,
+        )
+    except OSError as err:
+        raise QgsProcessingException(
+            f"Could not start the LandSeg engine {interpreter}: {err}. " + SETUP_HINT
+        ) from None
+
+    lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+    for stream, name in ((proc.stdout, "out"), (proc.stderr, "err")):
+        threading.Thread(target=_reader, args=(stream, lines, name), daemon=True).start()
+
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    stderr_tail: list[str] = []
+    open_streams = 2
+    cancelled = False
+    while open_streams:
+        if feedback.isCanceled() and not cancelled:
+            cancelled = True
+            feedback.pushInfo("Cancelling: stopping the engine…")
+            _stop(proc)
+        try:
+            name, line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        if line is None:
+            open_streams -= 1
+            continue
+        if name == "err":
+            stderr_tail = [*stderr_tail[-40:], line.rstrip()]
+            if line.strip():
+                feedback.pushDebugInfo(line.rstrip())
+            continue
+        event = parse_event(line)
+        if event is None:
+            if line.strip():
+                feedback.pushConsoleInfo(line.rstrip())
+            continue
+        kind = event.get("event")
+        if kind == "progress":
+            feedback.setProgress(float(event.get("percent", 0.0)))
+        elif kind == "log":
+            message = str(event.get("message", ""))
+            if event.get("level") == "warning":
+                feedback.pushWarning(message)
+            else:
+                feedback.pushInfo(message)
+        elif kind == "result":
+            result = dict(event.get("outputs") or {})
+        elif kind == "error":
+            error = event
+    returncode = proc.wait()
+    if cancelled or feedback.isCanceled():
+        remove_partial_outputs(outputs)
+        raise QgsProcessingException("Cancelled; no output was written.")
+    if error is not None:
+        remove_partial_outputs(outputs)
+        raise QgsProcessingException(str(error.get("message", "The engine failed.")))
+    if returncode != 0 or result is None:
+        remove_partial_outputs(outputs)
+        details = "\n".join(stderr_tail[-15:])
+        raise QgsProcessingException(
+            f"The LandSeg engine stopped unexpectedly (exit status {returncode}).\n{details}"
+        )
+    return result
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End the engine: SIGTERM lets it remove its partial files; kill if it lingers."""
+    proc.terminate()
+    deadline = time.monotonic() + 10
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if proc.poll() is None:
+        proc.kill()
+
+
+def remove_partial_outputs(outputs: Sequence[str]) -> None:
+    """Delete the temporary files a stopped engine may have left next to the outputs."""
+    for output in outputs:
+        if not output:
+            continue
+        path = Path(output)
+        if not path.parent.is_dir():
+            continue
+        for partial in path.parent.glob(f".{path.stem}.landseg-partial-*"):
+            with contextlib.suppress(OSError):
+                if partial.is_dir():
+                    shutil.rmtree(partial)
+                else:
+                    partial.unlink()
+
+
+def _quote(part: str) -> str:
+    return f'"{part}"' if " " in part else part

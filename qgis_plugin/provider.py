@@ -1,0 +1,59 @@
+"""The LandSeg Processing provider (id ``landseg``)."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from . import engine
+from .algorithms import all_algorithms
+from .resources import icon_path
+
+
+class LandSegProvider(QgsProcessingProvider):
+    """Processing provider holding every LandSeg algorithm.
+
+    The id ``landseg`` and the algorithm ids are public API (models and scripts use
+    them): they never change.
+    """
+
+    def id(self) -> str:
+        """Return the provider id used in algorithm ids (``landseg:slic``)."""
+        return "landseg"
+
+    def name(self) -> str:
+        """Return the name shown in the Processing toolbox."""
+        return "LandSeg"
+
+    def longName(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the name with the version."""
+        from ..core import __version__
+
+        return f"LandSeg {__version__}"
+
+    def icon(self) -> QIcon:
+        """Return the provider icon."""
+        return QIcon(icon_path("landseg"))
+
+    def svgIconPath(self) -> str:  # noqa: N802 - QGIS API name
+        """Return the provider icon's path."""
+        return icon_path("landseg")
+
+    def load(self) -> bool:
+        """Register the engine settings, then the algorithms."""
+        engine.add_settings(self)
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        """Remove the engine settings."""
+        engine.remove_settings()
+
+    def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API name
+        """Add every algorithm; they list even when the engine is not set up."""
+        for algorithm in all_algorithms():
+            self.addAlgorithm(algorithm)
+
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802 - QGIS API
+        """Return the raster formats the engine writes (tiled, compressed GeoTIFF)."""
+        return ["tif"]
