@@ -57,7 +57,8 @@ package:  ## Build dist/landseg-<version>.zip (top folder landseg/, no tests or 
 deploy: package  ## Install the plugin into a QGIS profile (PROFILE, QGIS_CONFIG) and enable it
 	rm -rf $(PLUGIN_DIR) && mkdir -p $(dir $(PLUGIN_DIR))
 	cd $(dir $(PLUGIN_DIR)) && $(PYTHON_BASE) -m zipfile -e $(CURDIR)/dist/$(PLUGIN)-$(VERSION).zip .
-	QGIS_CUSTOM_CONFIG_PATH=$(QGIS_CONFIG) $(QGIS_PROCESS) plugins enable $(PLUGIN) >/dev/null
+	@QGIS_CUSTOM_CONFIG_PATH=$(QGIS_CONFIG) $(QGIS_PROCESS) plugins enable $(PLUGIN) >/dev/null 2>&1 || \
+	  QGIS_CUSTOM_CONFIG_PATH=$(QGIS_CONFIG) $(QGIS_PROCESS) plugins 2>/dev/null | grep -q '^\* $(PLUGIN)$$'
 	@echo "Installed into $(PLUGIN_DIR) and enabled."
 
 test: setup data  ## Run every test (core tests, then plugin tests in real QGIS)

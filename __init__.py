@@ -5,7 +5,7 @@ the engine (``core``) runs in its own Python environment as a subprocess.
 """
 
 
-def classFactory(iface):  # noqa: ANN001, ANN201, N802 - QGIS plugin entry point
+def classFactory(iface):  # noqa: ANN001, ANN201 - QGIS plugin entry point
     """Create the plugin instance QGIS asks for."""
     from .qgis_plugin.plugin import LandSegPlugin
 

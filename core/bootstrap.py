@@ -44,7 +44,7 @@ __all__ = [
 
 
 def default_venv_dir() -> Path:
-    """Standard location of the engine environment for this user and platform."""
+    """Return the standard location of the engine environment for this user and platform."""
     if sys.platform == "win32":
         base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
     elif sys.platform == "darwin":
@@ -93,8 +93,10 @@ def stale_reason(venv_dir: str | os.PathLike[str]) -> str | None:
     files = stamp.get("files")
     current = requirements_digest([DEFAULT_REQUIREMENTS])
     if not isinstance(files, dict) or files.get(DEFAULT_REQUIREMENTS.name) != current:
-        return (f"{venv_dir} was set up for LandSeg {stamp.get('landseg', '?')} with other "
-                "requirements than this version needs.")
+        return (
+            f"{venv_dir} was set up for LandSeg {stamp.get('landseg', '?')} with other "
+            "requirements than this version needs."
+        )
     return None
 
 
@@ -107,8 +109,9 @@ def _clean_env() -> dict[str, str]:
     return env
 
 
-def _stream(cmd: list[str], reporter: Reporter, *, expected_lines: int, start: float,
-            span: float) -> None:
+def _stream(
+    cmd: list[str], reporter: Reporter, *, expected_lines: int, start: float, span: float
+) -> None:
     """Run a command, forwarding its output as log lines and rough progress."""
     reporter.info("$ " + " ".join(cmd))
     proc = subprocess.Popen(
@@ -128,8 +131,9 @@ def _stream(cmd: list[str], reporter: Reporter, *, expected_lines: int, start: f
         if not line:
             continue
         tail = [*tail[-30:], line]
-        if re.match(r"^(Collecting|Processing|Downloading|Installing|Successfully|Requirement)",
-                    line):
+        if re.match(
+            r"^(Collecting|Processing|Downloading|Installing|Successfully|Requirement)", line
+        ):
             seen += 1
             reporter.info(line)
             reporter.progress(start + span * min(seen / expected_lines, 1.0))
@@ -151,8 +155,10 @@ def _write_launcher(venv_dir: Path) -> Path:
         )
         return launcher
     launcher = venv_dir / "bin" / "landseg"
-    code = (f"import sys; sys.path.insert(0, {str(PLUGIN_ROOT)!r}); "
-            "sys.argv[0] = 'landseg'; from core.cli import main; sys.exit(main())")
+    code = (
+        f"import sys; sys.path.insert(0, {str(PLUGIN_ROOT)!r}); "
+        "sys.argv[0] = 'landseg'; from core.cli import main; sys.exit(main())"
+    )
     launcher.write_text(
         "#!/bin/sh\n# LandSeg engine command line (written by core.bootstrap)\n"
         f'exec "{python}" -c "{code}" "$@"\n',
@@ -200,24 +206,20 @@ def setup_engine(
     digest = requirements_digest(files)
     python = engine_python(folder)
     stamp = read_stamp(folder)
-    if (not force and stamp and stamp.get("requirements_sha256") == digest
-            and python.exists()):
+    if not force and stamp and stamp.get("requirements_sha256") == digest and python.exists():
         report.info(f"The engine environment {folder} is up to date.")
         report.progress(100)
         return {"ENGINE_PYTHON": str(python), "VENV": str(folder), "STATUS": "up to date"}
 
-    if sys.version_info < (3, 10):
-        raise EngineError(
-            f"Python {platform.python_version()} is too old for the engine; use Python 3.10 "
-            "or newer."
-        )
     status = "updated" if python.exists() and not force else "created"
     if force and folder.exists():
         report.info(f"Removing {folder} to recreate it.")
         shutil.rmtree(folder)
     if not python.exists():
-        report.info(f"Creating the environment {folder} with Python {platform.python_version()}"
-                    f" ({sys.executable}).")
+        report.info(
+            f"Creating the environment {folder} with Python {platform.python_version()}"
+            f" ({sys.executable})."
+        )
         folder.parent.mkdir(parents=True, exist_ok=True)
         try:
             venv.EnvBuilder(with_pip=True, clear=False).create(folder)
@@ -241,18 +243,26 @@ def setup_engine(
     env = _clean_env()
     env["PYTHONPATH"] = str(PLUGIN_ROOT)
     check = subprocess.run(
-        [str(python), "-m", "core", "info"], capture_output=True, text=True, env=env,
-        cwd=PLUGIN_ROOT, check=False,
+        [str(python), "-m", "core", "info"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PLUGIN_ROOT,
+        check=False,
     )
     if check.returncode != 0:
-        raise EngineError("The engine environment was installed but does not start:\n"
-                          + check.stderr[-2000:])
+        raise EngineError(
+            "The engine environment was installed but does not start:\n" + check.stderr[-2000:]
+        )
     report.info("Engine check: " + " ".join(check.stdout.split()))
     (folder / STAMP_NAME).write_text(
         json.dumps(
-            {"requirements_sha256": digest, "landseg": __version__,
-             "python": platform.python_version(),
-             "files": {path.name: requirements_digest([path]) for path in files}},
+            {
+                "requirements_sha256": digest,
+                "landseg": __version__,
+                "python": platform.python_version(),
+                "files": {path.name: requirements_digest([path]) for path in files},
+            },
             indent=2,
         ),
         encoding="utf-8",
@@ -263,14 +273,24 @@ def setup_engine(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry: ``python -m core.bootstrap --help``."""
-    parser = argparse.ArgumentParser(prog="python -m core.bootstrap", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m core.bootstrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--venv", default=None, help=f"Default: {default_venv_dir()}")
-    parser.add_argument("--requirements", action="append", default=None,
-                        help=f"Requirement file(s) (default: {DEFAULT_REQUIREMENTS}).")
+    parser.add_argument(
+        "--requirements",
+        action="append",
+        default=None,
+        help=f"Requirement file(s) (default: {DEFAULT_REQUIREMENTS}).",
+    )
     parser.add_argument("--force", action="store_true", help="Recreate from scratch.")
-    parser.add_argument("--extra-index-url", default=None,
-                        help="Extra pip index, e.g. for CUDA builds of PyTorch on Windows.")
+    parser.add_argument(
+        "--extra-index-url",
+        default=None,
+        help="Extra pip index, e.g. for CUDA builds of PyTorch on Windows.",
+    )
     parser.add_argument("--progress", choices=("text", "json"), default="text")
     args = parser.parse_args(argv)
     reporter = Reporter(args.progress)

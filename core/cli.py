@@ -41,8 +41,7 @@ def _bands(text: str) -> list[int]:
         return [int(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"invalid band list {text!r}: give 1-based band numbers separated by commas, "
-            "e.g. 1,2,3"
+            f"invalid band list {text!r}: give 1-based band numbers separated by commas, e.g. 1,2,3"
         ) from None
 
 
@@ -94,24 +93,55 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("input", help="Input raster (any GDAL format, any band count).")
         sub.add_argument("output", help="Output segment-id GeoTIFF (int32, nodata 0).")
-        sub.add_argument("--bands", type=_bands, default=None, metavar="B1,B2,...",
-                         help="1-based bands to use (default: all).")
-        sub.add_argument("--normalization", choices=NORMALIZATIONS, default=NORMALIZATIONS[0],
-                         help="Per-band stretch before segmenting (default: percentile).")
-        sub.add_argument("--percentiles", type=float, nargs=2, default=DEFAULT_PERCENTILES,
-                         metavar=("LOW", "HIGH"),
-                         help="Percentiles of the percentile stretch (default: 2 98).")
-        sub.add_argument("--nodata-zero", action="store_true",
-                         help="Also treat pixels that are 0 in every band as nodata.")
-        sub.add_argument("--polygons", default=None, metavar="PATH",
-                         help="Also write one polygon per segment (GeoPackage or any OGR "
-                         "format by extension).")
-        sub.add_argument("--mean", default=None, metavar="PATH",
-                         help="Also write a raster of segment mean values.")
-        sub.add_argument("--overwrite", action="store_true",
-                         help="Replace existing outputs (refused by default).")
-        sub.add_argument("--max-pixels", type=int, default=MAX_IN_MEMORY_PIXELS,
-                         help=f"Largest raster accepted (default: {MAX_IN_MEMORY_PIXELS:,}).")
+        sub.add_argument(
+            "--bands",
+            type=_bands,
+            default=None,
+            metavar="B1,B2,...",
+            help="1-based bands to use (default: all).",
+        )
+        sub.add_argument(
+            "--normalization",
+            choices=NORMALIZATIONS,
+            default=NORMALIZATIONS[0],
+            help="Per-band stretch before segmenting (default: percentile).",
+        )
+        sub.add_argument(
+            "--percentiles",
+            type=float,
+            nargs=2,
+            default=DEFAULT_PERCENTILES,
+            metavar=("LOW", "HIGH"),
+            help="Percentiles of the percentile stretch (default: 2 98).",
+        )
+        sub.add_argument(
+            "--nodata-zero",
+            action="store_true",
+            help="Also treat pixels that are 0 in every band as nodata.",
+        )
+        sub.add_argument(
+            "--polygons",
+            default=None,
+            metavar="PATH",
+            help="Also write one polygon per segment (GeoPackage or any OGR format by extension).",
+        )
+        sub.add_argument(
+            "--mean",
+            default=None,
+            metavar="PATH",
+            help="Also write a raster of segment mean values.",
+        )
+        sub.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Replace existing outputs (refused by default).",
+        )
+        sub.add_argument(
+            "--max-pixels",
+            type=int,
+            default=MAX_IN_MEMORY_PIXELS,
+            help=f"Largest raster accepted (default: {MAX_IN_MEMORY_PIXELS:,}).",
+        )
         _add_param(sub, SEED)
         for param in params:
             _add_param(sub, param)
@@ -145,8 +175,14 @@ def _run_info(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     import platform
 
     versions = {}
-    for package in ("numpy", "numba", "scikit-image", "rasterio", "torch",
-                    "segmentation-models-pytorch"):
+    for package in (
+        "numpy",
+        "numba",
+        "scikit-image",
+        "rasterio",
+        "torch",
+        "segmentation-models-pytorch",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -187,10 +223,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             kind="MemoryError",
         )
         return 1
-    except Exception as err:  # noqa: BLE001 - last resort: report, with the traceback
+    except Exception as err:
         traceback.print_exc(file=sys.stderr)
-        reporter.error(f"Internal error ({type(err).__name__}: {err}). Please report it "
-                       "with the log.", kind="InternalError")
+        reporter.error(
+            f"Internal error ({type(err).__name__}: {err}). Please report it with the log.",
+            kind="InternalError",
+        )
         return 1
     reporter.result(outputs)
     return 0

@@ -181,8 +181,10 @@ def run_superpixels(
     report.progress(75)
 
     with contextlib.ExitStack() as stack:
-        tmp = {key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
-               for path, key in outputs}
+        tmp = {
+            key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
+            for path, key in outputs
+        }
         io.write_raster(tmp["OUTPUT"], labels.astype(np.int32), like=info, nodata=SEGMENT_NODATA)
         report.progress(80)
         if dst_polygons or dst_mean:

@@ -50,7 +50,9 @@ class Reporter:
         Standard output and standard error by default.
     """
 
-    def __init__(self, mode: Mode = "text", *, out: TextIO | None = None, err: TextIO | None = None):
+    def __init__(
+        self, mode: Mode = "text", *, out: TextIO | None = None, err: TextIO | None = None
+    ) -> None:
         if mode not in ("json", "text"):
             raise ValueError(f"Unknown progress mode {mode!r}: use 'json' or 'text'.")
         self.mode: Mode = mode
@@ -66,8 +68,12 @@ class Reporter:
         """Announce the command being run."""
         if self.mode == "json":
             self._emit(
-                {"event": "start", "protocol": PROTOCOL_VERSION, "version": version,
-                 "command": command}
+                {
+                    "event": "start",
+                    "protocol": PROTOCOL_VERSION,
+                    "version": version,
+                    "command": command,
+                }
             )
 
     def progress(self, percent: float) -> None:

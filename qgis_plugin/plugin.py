@@ -12,18 +12,18 @@ from .provider import LandSegProvider
 class LandSegPlugin:
     """Register LandSeg's Processing provider for the lifetime of the plugin."""
 
-    def __init__(self, iface: Any = None):
+    def __init__(self, iface: Any = None) -> None:
         self.iface = iface
         self.provider: LandSegProvider | None = None
 
-    def initProcessing(self) -> None:  # noqa: N802 - QGIS API name
+    def initProcessing(self) -> None:
         """Add the provider to the Processing registry (also used by qgis_process)."""
         if self.provider is None:
             self.provider = LandSegProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
 
-    def initGui(self) -> None:  # noqa: N802 - QGIS API name
-        """Called by QGIS desktop; LandSeg has no GUI beyond the Processing toolbox."""
+    def initGui(self) -> None:
+        """Set up for QGIS desktop; LandSeg has no GUI beyond the Processing toolbox."""
         self.initProcessing()
 
     def unload(self) -> None:

@@ -25,7 +25,7 @@ class LandSegProvider(QgsProcessingProvider):
         """Return the name shown in the Processing toolbox."""
         return "LandSeg"
 
-    def longName(self) -> str:  # noqa: N802 - QGIS API name
+    def longName(self) -> str:
         """Return the name with the version."""
         from ..core import __version__
 
@@ -35,7 +35,7 @@ class LandSegProvider(QgsProcessingProvider):
         """Return the provider icon."""
         return QIcon(icon_path("landseg"))
 
-    def svgIconPath(self) -> str:  # noqa: N802 - QGIS API name
+    def svgIconPath(self) -> str:
         """Return the provider icon's path."""
         return icon_path("landseg")
 
@@ -49,11 +49,11 @@ class LandSegProvider(QgsProcessingProvider):
         """Remove the engine settings."""
         engine.remove_settings()
 
-    def loadAlgorithms(self) -> None:  # noqa: N802 - QGIS API name
+    def loadAlgorithms(self) -> None:
         """Add every algorithm; they list even when the engine is not set up."""
         for algorithm in all_algorithms():
             self.addAlgorithm(algorithm)
 
-    def supportedOutputRasterLayerExtensions(self) -> list[str]:  # noqa: N802 - QGIS API
+    def supportedOutputRasterLayerExtensions(self) -> list[str]:
         """Return the raster formats the engine writes (tiled, compressed GeoTIFF)."""
         return ["tif"]

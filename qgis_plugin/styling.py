@@ -61,8 +61,12 @@ def style_segments(layer: QgsRasterLayer, n_segments: int) -> bool:
 def style_outlines(layer: QgsVectorLayer) -> None:
     """Draw polygons as outlines only, so the image stays visible underneath."""
     symbol = QgsFillSymbol.createSimple(
-        {"style": "no", "outline_color": "255,221,0,255", "outline_width": "0.3",
-         "outline_width_unit": "MM"}
+        {
+            "style": "no",
+            "outline_color": "255,221,0,255",
+            "outline_width": "0.2",
+            "outline_width_unit": "MM",
+        }
     )
     layer.setRenderer(QgsSingleSymbolRenderer(symbol))
     layer.triggerRepaint()
@@ -89,13 +93,13 @@ def write_segment_style(raster_path: str, n_segments: int) -> str | None:
 class LayerStyler(QgsProcessingLayerPostProcessorInterface):
     """Rename and style an output layer when QGIS loads it after an algorithm."""
 
-    def __init__(self, name: str, *, n_segments: int = 0, outlines: bool = False):
+    def __init__(self, name: str, *, n_segments: int = 0, outlines: bool = False) -> None:
         super().__init__()
         self.name = name
         self.n_segments = n_segments
         self.outlines = outlines
 
-    def postProcessLayer(  # noqa: N802 - QGIS API name
+    def postProcessLayer(
         self, layer: QgsMapLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> None:
         """Apply the style to the loaded layer."""

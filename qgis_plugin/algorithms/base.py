@@ -57,7 +57,7 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Translate a string."""
         return QCoreApplication.translate("LandSeg", text)
 
-    def createInstance(self) -> LandSegAlgorithm:  # noqa: N802 - QGIS API name
+    def createInstance(self) -> LandSegAlgorithm:
         """Return a fresh instance (QGIS runs each execution on its own instance)."""
         return type(self)()
 
@@ -65,7 +65,7 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Return the algorithm id (public API: never renamed)."""
         return self.algorithm_id
 
-    def displayName(self) -> str:  # noqa: N802 - QGIS API name
+    def displayName(self) -> str:
         """Return the name shown in the toolbox."""
         return self.tr(self.display_name)
 
@@ -73,15 +73,15 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Return the toolbox group."""
         return self.tr(GROUPS[self.group_id])
 
-    def groupId(self) -> str:  # noqa: N802 - QGIS API name
+    def groupId(self) -> str:
         """Return the stable group id."""
         return self.group_id
 
-    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API name
+    def shortHelpString(self) -> str:
         """Return the help shown beside the dialog (resources/help/<id>.html)."""
         return help_html(self.algorithm_id)
 
-    def helpUrl(self) -> str:  # noqa: N802 - QGIS API name
+    def helpUrl(self) -> str:
         """Return the README section of this algorithm."""
         return f"{HOMEPAGE}#{self.algorithm_id}"
 
@@ -89,7 +89,7 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Return the algorithm icon."""
         return QIcon(icon_path(self.algorithm_id))
 
-    def svgIconPath(self) -> str:  # noqa: N802 - QGIS API name
+    def svgIconPath(self) -> str:
         """Return the algorithm icon's path."""
         return icon_path(self.algorithm_id)
 
@@ -133,4 +133,3 @@ def raster_source(layer: QgsRasterLayer | None, parameter: str) -> str:
             "and give that file."
         )
     return layer.source()
-

@@ -35,9 +35,13 @@ def find_base_python() -> str:
     candidates = [Path(sys.executable)] if Path(sys.executable).name.startswith("python") else []
     for prefix in dict.fromkeys([sys.base_prefix, sys.prefix, sys.exec_prefix]):
         base = Path(prefix)
-        candidates += [base / "bin" / f"python{version}", base / "bin" / "python3",
-                       base / "python3.exe", base / "python.exe",
-                       base.parent / "bin" / "python3.exe"]
+        candidates += [
+            base / "bin" / f"python{version}",
+            base / "bin" / "python3",
+            base / "python3.exe",
+            base / "python.exe",
+            base.parent / "bin" / "python3.exe",
+        ]
     for name in (f"python{version}", "python3", "python"):
         found = shutil.which(name)
         if found:
@@ -62,7 +66,7 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         """Not for the modeler: it installs software."""
         return super().flags() | self.FlagHideFromModeler
 
-    def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:  # noqa: N802
+    def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare the parameters: where, with which Python, and what to install."""
         self.addParameter(
             QgsProcessingParameterFile(
@@ -102,7 +106,7 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         self.addOutput(QgsProcessingOutputFile("ENGINE_PYTHON", self.tr("Engine interpreter")))
         self.addOutput(QgsProcessingOutputString("STATUS", self.tr("Status")))
 
-    def processAlgorithm(  # noqa: N802 - QGIS API name
+    def processAlgorithm(
         self,
         parameters: dict[str, Any],
         context: QgsProcessingContext,

@@ -42,7 +42,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
     group_id = "superpixels"
     method = ""
 
-    def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:  # noqa: N802
+    def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare the parameters: input, bands, method parameters, stretch, outputs."""
         self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")))
         self.addParameter(
@@ -77,14 +77,16 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         ):
             self.add_advanced(
                 QgsProcessingParameterNumber(
-                    key, self.tr(label), type=DOUBLE, defaultValue=value, minValue=0,
+                    key,
+                    self.tr(label),
+                    type=DOUBLE,
+                    defaultValue=value,
+                    minValue=0,
                     maxValue=100,
                 )
             )
         self.add_spec(SEED)
-        self.addParameter(
-            QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments"))
-        )
+        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments")))
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 "OUTPUT_POLYGONS",
@@ -96,13 +98,15 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
-                "OUTPUT_MEAN", self.tr("Segment mean values"), optional=True,
+                "OUTPUT_MEAN",
+                self.tr("Segment mean values"),
+                optional=True,
                 createByDefault=False,
             )
         )
         self.addOutput(QgsProcessingOutputNumber("N_SEGMENTS", self.tr("Number of segments")))
 
-    def processAlgorithm(  # noqa: N802 - QGIS API name
+    def processAlgorithm(
         self,
         parameters: dict[str, Any],
         context: QgsProcessingContext,
@@ -120,13 +124,19 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         if parameters.get("OUTPUT_POLYGONS") is not None:
             polygons_tmp = QgsProcessingUtils.generateTempFilename("segments.gpkg")
 
-        args = [self.method, source, output, "--overwrite",
-                "--normalization",
-                NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
-                "--percentiles",
-                str(self.parameterAsDouble(parameters, "PERCENTILE_LOW", context)),
-                str(self.parameterAsDouble(parameters, "PERCENTILE_HIGH", context)),
-                SEED.option, str(self.parameterAsInt(parameters, "SEED", context))]
+        args = [
+            self.method,
+            source,
+            output,
+            "--overwrite",
+            "--normalization",
+            NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
+            "--percentiles",
+            str(self.parameterAsDouble(parameters, "PERCENTILE_LOW", context)),
+            str(self.parameterAsDouble(parameters, "PERCENTILE_HIGH", context)),
+            SEED.option,
+            str(self.parameterAsInt(parameters, "SEED", context)),
+        ]
         bands = self.parameterAsInts(parameters, "BANDS", context)
         if bands:
             args += ["--bands", ",".join(str(b) for b in bands)]
@@ -139,8 +149,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
             elif param.kind == "int":
                 args += [param.option, str(self.parameterAsInt(parameters, param.key, context))]
             else:
-                args += [param.option,
-                         repr(self.parameterAsDouble(parameters, param.key, context))]
+                args += [param.option, repr(self.parameterAsDouble(parameters, param.key, context))]
         if mean:
             args += ["--mean", mean]
         if polygons_tmp:
@@ -158,8 +167,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
             outputs["OUTPUT_MEAN"] = mean
         if polygons_tmp:
             sink_id = self._copy_polygons(polygons_tmp, parameters, context, feedback)
-            attach_styler(context, sink_id, LayerStyler(f"{name} segment polygons",
-                                                        outlines=True))
+            attach_styler(context, sink_id, LayerStyler(f"{name} segment polygons", outlines=True))
             outputs["OUTPUT_POLYGONS"] = sink_id
         return outputs
 

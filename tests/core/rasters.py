@@ -22,8 +22,12 @@ def write_tif(
     """Write a (C, H, W) array as a GeoTIFF (no georeferencing when crs is None)."""
     count, height, width = array.shape
     profile = {
-        "driver": "GTiff", "width": width, "height": height, "count": count,
-        "dtype": array.dtype.name, "nodata": nodata,
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": array.dtype.name,
+        "nodata": nodata,
     }
     if crs is not None:
         profile.update(crs=crs, transform=transform or from_origin(630000, 228000, 30, 30))

@@ -5,11 +5,10 @@ import os
 import numpy as np
 import pytest
 import rasterio
+from rasters import parcels, write_tif
 
 from core import io
 from core.protocol import EngineError
-
-from rasters import parcels, write_tif
 
 
 def test_read_bands_masks_nodata_and_nan(tmp_path):
@@ -50,7 +49,7 @@ def test_missing_and_non_raster_inputs_are_explained(tmp_path):
         io.inspect_raster(tmp_path / "missing.tif")
     text = tmp_path / "notes.tif"
     text.write_text("this is not a raster")
-    with pytest.raises(EngineError, match="Cannot read .* as a raster"):
+    with pytest.raises(EngineError, match=r"Cannot read .* as a raster"):
         io.inspect_raster(text)
 
 

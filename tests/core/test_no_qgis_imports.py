@@ -32,5 +32,11 @@ def test_plugin_light_modules_import_only_the_standard_library():
             else:
                 continue
             for module in modules:
-                assert module.split(".")[0] not in ("numpy", "rasterio", "torch", "numba",
-                                                    "skimage", "scipy"), (name, module)
+                assert module.split(".")[0] not in (
+                    "numpy",
+                    "rasterio",
+                    "torch",
+                    "numba",
+                    "skimage",
+                    "scipy",
+                ), (name, module)

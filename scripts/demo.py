@@ -1,0 +1,201 @@
+"""LandSeg demo: segment the North Carolina Landsat 7 scene with every algorithm.
+
+Runs each algorithm through ``qgis_process.bin`` exactly as a headless user would, then
+builds a QGIS project (``landseg-demo.qgz``) with the styled results and renders a preview
+picture of it. Run with QGIS's Python after ``make deploy`` (``make demo`` does all of it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: (algorithm, output stem, parameters) run on the scene, in order.
+RUNS = [
+    ("landseg:slic", "nc_slic", {"N_SEGMENTS": 1500, "COMPACTNESS": 4}),
+    ("landseg:quickshift", "nc_quickshift", {"KERNEL_SIZE": 5, "MAX_DIST": 10, "RATIO": 0.5}),
+    ("landseg:felzenszwalb", "nc_felzenszwalb", {"SCALE": 150, "SIGMA": 0.5, "MIN_SIZE": 30}),
+]
+
+
+def qgis_process(*args: str) -> dict:
+    """Run qgis_process.bin with --json and return its parsed answer."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    proc = subprocess.run(
+        ["qgis_process.bin", "--json", *args], env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit(f"qgis_process {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def run_algorithms(scene: Path, out: Path) -> dict[str, dict]:
+    """Run every algorithm on the scene; return their results by output stem."""
+    results = {}
+    for algorithm, stem, params in RUNS:
+        args = [f"INPUT={scene}", f"OUTPUT={out / (stem + '.tif')}"]
+        args += [f"{key}={value}" for key, value in params.items()]
+        if algorithm == "landseg:slic":
+            args += [
+                f"OUTPUT_POLYGONS={out / (stem + '_polygons.gpkg')}",
+                f"OUTPUT_MEAN={out / (stem + '_mean.tif')}",
+            ]
+        started = time.perf_counter()
+        answer = qgis_process("run", algorithm, "--", *args)
+        seconds = time.perf_counter() - started
+        results[stem] = {
+            "algorithm": algorithm,
+            "parameters": params,
+            "seconds": round(seconds, 1),
+            **answer["results"],
+        }
+        print(
+            f"{algorithm:22s} {answer['results']['N_SEGMENTS']:6d} segments  "
+            f"{seconds:5.1f} s (qgis_process, start-up included)"
+        )
+    return results
+
+
+def _import_plugin() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "landseg", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["landseg"] = module
+    spec.loader.exec_module(module)
+
+
+def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
+    """Write landseg-demo.qgz with the scene and the styled results; render preview.png."""
+    from qgis.core import (
+        QgsApplication,
+        QgsContrastEnhancement,
+        QgsMapRendererParallelJob,
+        QgsMapSettings,
+        QgsMultiBandColorRenderer,
+        QgsProject,
+        QgsRasterLayer,
+        QgsRasterMinMaxOrigin,
+        QgsVectorLayer,
+    )
+    from qgis.PyQt.QtCore import QSize, Qt
+    from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
+
+    app = QgsApplication([], False)
+    app.initQgis()
+    _import_plugin()
+    from landseg.qgis_plugin.styling import style_outlines
+
+    project = QgsProject.instance()
+    project.setTitle("LandSeg demo: North Carolina Landsat 7 (2000)")
+    rgb = QgsRasterLayer(str(scene), "Landsat 7 natural colour (bands 3, 2, 1)")
+    renderer = QgsMultiBandColorRenderer(rgb.dataProvider(), 3, 2, 1)
+    rgb.setRenderer(renderer)
+    rgb.setContrastEnhancement(
+        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
+    )
+    names = {
+        "nc_slic": "SLIC segments",
+        "nc_quickshift": "QuickShift segments",
+        "nc_felzenszwalb": "Felzenszwalb segments",
+    }
+    layers = {}
+    for stem, name in names.items():
+        layer = QgsRasterLayer(results[stem]["OUTPUT"], name)  # its .qml sidecar styles it
+        layer.setOpacity(0.85)
+        layers[stem] = layer
+    polygons = QgsVectorLayer(results["nc_slic"]["OUTPUT_POLYGONS"], "SLIC segment outlines", "ogr")
+    style_outlines(polygons)
+    mean = QgsRasterLayer(results["nc_slic"]["OUTPUT_MEAN"], "SLIC segment means")
+    mean.setRenderer(QgsMultiBandColorRenderer(mean.dataProvider(), 3, 2, 1))
+    mean.setContrastEnhancement(
+        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
+    )
+    for layer in [polygons, *layers.values(), mean, rgb]:
+        assert layer.isValid(), layer.name()
+        project.addMapLayer(layer)
+    root = project.layerTreeRoot()
+    for stem in ("nc_quickshift", "nc_felzenszwalb", "nc_slic"):
+        root.findLayer(layers[stem].id()).setItemVisibilityChecked(False)
+    root.findLayer(mean.id()).setItemVisibilityChecked(False)
+    project.setCrs(rgb.crs())
+    path = out / "landseg-demo.qgz"
+    assert project.write(str(path)), f"could not write {path}"
+
+    # Preview: four panels as a user sees them in QGIS.
+    panels = [
+        ("Landsat 7 + SLIC outlines", [polygons, rgb]),
+        ("SLIC", [layers["nc_slic"]]),
+        ("QuickShift", [layers["nc_quickshift"]]),
+        ("Felzenszwalb", [layers["nc_felzenszwalb"]]),
+    ]
+    size = QSize(489, 443)
+    sheet = QImage(size.width() * 2 + 30, size.height() * 2 + 90, QImage.Format_ARGB32)
+    sheet.fill(QColor("white"))
+    painter = QPainter(sheet)
+    painter.setFont(QFont("DejaVu Sans", 12))
+    for index, (title, panel_layers) in enumerate(panels):
+        settings = QgsMapSettings()
+        settings.setLayers(panel_layers)
+        settings.setDestinationCrs(rgb.crs())
+        settings.setExtent(rgb.extent())
+        settings.setOutputSize(size)
+        settings.setBackgroundColor(QColor("white"))
+        job = QgsMapRendererParallelJob(settings)
+        job.start()
+        job.waitForFinished()
+        x = 10 + (index % 2) * (size.width() + 10)
+        y = 35 + (index // 2) * (size.height() + 40)
+        painter.setPen(QColor("black"))
+        count = results[
+            {
+                "SLIC": "nc_slic",
+                "QuickShift": "nc_quickshift",
+                "Felzenszwalb": "nc_felzenszwalb",
+            }.get(title, "nc_slic")
+        ]["N_SEGMENTS"]
+        painter.drawText(x, y - 10, f"{title} ({count} segments)")
+        painter.drawImage(x, y, job.renderedImage())
+    painter.setPen(QColor("#555555"))
+    painter.drawText(
+        10,
+        sheet.height() - 12,
+        "LandSeg demo, NC Landsat 7 (GRASS nc_spm_08, CC BY-SA 3.0 OSGeo)",
+    )
+    painter.end()
+    sheet.save(str(out / "preview.png"))
+    del Qt
+    app.exitQgis()
+    return path
+
+
+def main() -> None:
+    """Run the demo."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "nc-landsat7")
+    parser.add_argument("--output", type=Path, default=ROOT / "demo-output")
+    args = parser.parse_args()
+    out = args.output.resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    scene = out / "landsat_multiband.tif"
+    shutil.copy(args.data / "landsat_multiband.tif", scene)
+    results = run_algorithms(scene, out)
+    (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    project = build_project(scene, out, results)
+    print(f"Project: {project}\nPreview: {out / 'preview.png'}")
+
+
+if __name__ == "__main__":
+    main()
