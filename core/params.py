@@ -74,9 +74,10 @@ SUPERPIXELS: dict[str, tuple[Param, ...]] = {
         Param(
             "compactness",
             "float",
-            10.0,
-            "Balance of colour and space: higher gives more square segments "
-            "(bands are stretched to 0-100, so 10 is scikit-image's colour default).",
+            1.0,
+            "Balance of band values and position: higher gives more regular, square "
+            "segments, lower follows edges more closely (values scaled to 0-1, as in "
+            "scikit-image; try 0.1 to 10).",
             0.0,
         ),
         Param("sigma", "float", 0.0, "Gaussian smoothing (pixels) before segmenting.", 0.0),
@@ -132,7 +133,7 @@ SUPERPIXELS: dict[str, tuple[Param, ...]] = {
 SEEDED: frozenset[str] = frozenset({"quickshift"})
 
 #: What each method works on: bands stretched to this range (scikit-image's scale for it).
-STRETCH_RANGE: dict[str, float] = {"slic": 100.0, "quickshift": 100.0, "felzenszwalb": 1.0}
+STRETCH_RANGE: dict[str, float] = {"slic": 1.0, "quickshift": 100.0, "felzenszwalb": 1.0}
 
 #: Largest raster the in-memory superpixel path accepts, in pixels (rows x columns).
 MAX_IN_MEMORY_PIXELS = 8192 * 8192

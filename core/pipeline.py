@@ -78,7 +78,7 @@ def run_superpixels(
         1-based bands to use; all by default.
     normalization : {"percentile", "minmax", "none"}
         Per-band stretch applied before segmenting (see :func:`core.normalize.stretch`).
-        Bands are stretched to 0-100 for SLIC and QuickShift and 0-1 for Felzenszwalb,
+        Bands are stretched to 0-1 for SLIC and Felzenszwalb and 0-100 for QuickShift,
         the scales scikit-image's parameters are meant for.
     percentiles : (float, float)
         Low and high percentile of the percentile stretch.

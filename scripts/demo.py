@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: (algorithm, output stem, parameters) run on the scene, in order.
 RUNS = [
-    ("landseg:slic", "nc_slic", {"N_SEGMENTS": 1500, "COMPACTNESS": 4}),
+    ("landseg:slic", "nc_slic", {"N_SEGMENTS": 1500, "COMPACTNESS": 1}),
     ("landseg:quickshift", "nc_quickshift", {"KERNEL_SIZE": 5, "MAX_DIST": 10, "RATIO": 0.5}),
     ("landseg:felzenszwalb", "nc_felzenszwalb", {"SCALE": 150, "SIGMA": 0.5, "MIN_SIZE": 30}),
 ]
