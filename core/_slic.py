@@ -15,7 +15,7 @@ def _grid(height: int, width: int, step: float) -> tuple[int, int, float, float]
     return rows, cols, height / rows, width / cols
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
 def _assign(
     image: np.ndarray,
     mask: np.ndarray,
@@ -35,10 +35,13 @@ def _assign(
     for ry in numba.prange(n_rows):
         y = ry * stride
         gy = min(int(y / cell_y), rows - 1)
+        pixel = np.empty(n_bands, dtype=np.float32)
         for x in range(0, width, stride):
             if not mask[y, x]:
                 labels[y, x] = -1
                 continue
+            for c in range(n_bands):
+                pixel[c] = image[c, y, x]
             gx = min(int(x / cell_x), cols - 1)
             best = np.inf
             best_k = -1
@@ -50,8 +53,10 @@ def _assign(
                     dy = y - centres[k, 0]
                     dx = x - centres[k, 1]
                     d = (dy * dy + dx * dx) * weight
+                    if d >= best:
+                        continue
                     for c in range(n_bands):
-                        diff = image[c, y, x] - centres[k, 2 + c]
+                        diff = pixel[c] - centres[k, 2 + c]
                         d += diff * diff
                     if d < best:
                         best = d
@@ -59,7 +64,70 @@ def _assign(
             labels[y, x] = best_k
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
+def _assign_from_samples(
+    image: np.ndarray,
+    mask: np.ndarray,
+    centres: np.ndarray,
+    samples: np.ndarray,
+    stride: int,
+    weight: float,
+) -> np.ndarray:
+    """Full-resolution assignment that only weighs the labels of the surrounding samples.
+
+    ``samples`` holds labels on every ``stride``-th row and column. A pixel whose four
+    surrounding samples agree takes their label; elsewhere (near boundaries) it takes
+    the nearest of their (at most four) centres.
+    """
+    n_bands, height, width = image.shape
+    last_y = ((height - 1) // stride) * stride
+    last_x = ((width - 1) // stride) * stride
+    out = np.empty((height, width), dtype=np.int32)
+    for y in numba.prange(height):
+        y0 = (y // stride) * stride
+        y1 = min(y0 + stride, last_y)
+        candidates = np.empty(4, dtype=np.int32)
+        for x in range(width):
+            if not mask[y, x]:
+                out[y, x] = -1
+                continue
+            x0 = (x // stride) * stride
+            x1 = min(x0 + stride, last_x)
+            candidates[0] = samples[y0, x0]
+            candidates[1] = samples[y0, x1]
+            candidates[2] = samples[y1, x0]
+            candidates[3] = samples[y1, x1]
+            first = -1
+            same = True
+            for i in range(4):
+                if candidates[i] >= 0:
+                    if first < 0:
+                        first = candidates[i]
+                    elif candidates[i] != first:
+                        same = False
+            if same:
+                out[y, x] = first
+                continue
+            best = np.inf
+            best_k = -1
+            for i in range(4):
+                k = candidates[i]
+                if k < 0 or k == best_k:
+                    continue
+                dy = y - centres[k, 0]
+                dx = x - centres[k, 1]
+                d = (dy * dy + dx * dx) * weight
+                for c in range(n_bands):
+                    diff = image[c, y, x] - centres[k, 2 + c]
+                    d += diff * diff
+                if d < best:
+                    best = d
+                    best_k = k
+            out[y, x] = best_k
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True, fastmath=True, error_model="numpy")
 def _update(
     image: np.ndarray, labels: np.ndarray, n_centres: int, stride: int, n_chunks: int
 ) -> np.ndarray:
@@ -90,7 +158,7 @@ def _initial_centres(
 ) -> tuple[np.ndarray, np.ndarray]:
     """One centre per grid cell, at the cell middle (moved to a valid pixel if needed)."""
     n_bands, height, width = image.shape
-    centres = np.zeros((rows * cols, 2 + n_bands))
+    centres = np.zeros((rows * cols, 2 + n_bands), dtype=np.float32)
     alive = np.zeros(rows * cols, dtype=np.bool_)
     for gy in range(rows):
         for gx in range(cols):
@@ -127,16 +195,20 @@ def slic_labels(image: np.ndarray, mask: np.ndarray, *, step: float, n_iter: int
     centres, alive = _initial_centres(image, mask, rows, cols, cell_y, cell_x)
     labels = np.full((height, width), -1, dtype=np.int32)
     n_chunks = max(numba.get_num_threads() * 4, 1)
-    # Iterate on every second row and column (a quarter of the pixels; centres converge
-    # as well), then assign every pixel once at full resolution.
-    stride = 2 if min(height, width) >= 8 * step and step >= 4 else 1
+    # Iterate on every stride-th row and column (at least ~64 samples per segment;
+    # centres converge as well), then assign every pixel once at full resolution.
+    stride = int(min(max(step // 8, 1), 4)) if min(height, width) >= 8 * step else 1
     for _ in range(n_iter):
         _assign(image, mask, centres, alive, rows, cols, cell_y, cell_x, weight, stride, labels)
         sums = _update(image, labels, rows * cols, stride, n_chunks)
         filled = sums[:, 0] > 0
-        centres[filled] = sums[filled, 1:] / sums[filled, :1]
-    _assign(image, mask, centres, alive, rows, cols, cell_y, cell_x, weight, 1, labels)
-    return labels
+        centres[filled] = (sums[filled, 1:] / sums[filled, :1]).astype(np.float32)
+    if stride == 1:
+        _assign(image, mask, centres, alive, rows, cols, cell_y, cell_x, weight, 1, labels)
+        return labels
+    # One last assignment of the samples with the final centres, then every pixel.
+    _assign(image, mask, centres, alive, rows, cols, cell_y, cell_x, weight, stride, labels)
+    return _assign_from_samples(image, mask, centres, labels, stride, weight)
 
 
 @numba.njit(cache=True, nogil=True)

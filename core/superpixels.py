@@ -45,7 +45,7 @@ def _check_image(image: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray
     if not mask.any():
         raise ValueError("No valid pixel: the mask excludes every pixel.")
     image = np.ascontiguousarray(image, dtype=np.float32)
-    if not np.isfinite(image[:, mask]).all():
+    if not np.isfinite(image.sum(dtype=np.float64)) and not np.isfinite(image[:, mask]).all():
         raise ValueError(
             "image has NaN or infinite values in valid pixels; mask them out (mask=False)."
         )
@@ -56,6 +56,14 @@ def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return image
     return np.stack([ndimage.gaussian_filter(band, sigma) for band in image])
+
+
+def _blank(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Replace masked pixels by the mean of the valid ones, so their values cannot matter."""
+    if mask.all():
+        return image
+    fill = image[:, mask].mean(axis=1)
+    return np.where(mask[np.newaxis], image, fill[:, np.newaxis, np.newaxis]).astype(np.float32)
 
 
 def _finish(labels: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -126,7 +134,9 @@ def slic(
     image = _smooth(image, sigma)
     # Like scikit-image: rescale to [0, 1] (over valid pixels) so that the compactness
     # does not depend on the data's units.
-    low, high = float(image[:, mask].min()), float(image[:, mask].max())
+    where = mask[np.newaxis]
+    low = float(np.min(image, where=where, initial=np.inf))
+    high = float(np.max(image, where=where, initial=-np.inf))
     scale = np.float32(1.0 / ((high - low) * compactness) if high > low else 1.0 / compactness)
     step = max(np.sqrt(mask.sum() / n_segments), 1.0)
     labels = _slic.slic_labels(
@@ -188,7 +198,7 @@ def quickshift(
         raise ValueError(f"kernel_size must be positive, not {kernel_size}.")
     if not 0 <= ratio <= 1:
         raise ValueError(f"ratio must be between 0 and 1, not {ratio}.")
-    channels_last = np.ascontiguousarray(np.moveaxis(image, 0, -1), dtype=np.float64)
+    channels_last = np.ascontiguousarray(np.moveaxis(_blank(image, mask), 0, -1), dtype=np.float64)
     labels = skimage_quickshift(
         channels_last,
         ratio=ratio,
@@ -236,6 +246,6 @@ def felzenszwalb(
     if min_size < 0:
         raise ValueError(f"min_size must be >= 0, not {min_size}.")
     labels = skimage_felzenszwalb(
-        image, scale=scale, sigma=sigma, min_size=min_size, channel_axis=0
+        _blank(image, mask), scale=scale, sigma=sigma, min_size=min_size, channel_axis=0
     )
     return _finish(labels, mask)
