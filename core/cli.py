@@ -146,7 +146,66 @@ def build_parser() -> argparse.ArgumentParser:
         for param in params:
             _add_param(sub, param)
         sub.set_defaults(handler=_run_superpixels, method=method)
+    acc = commands.add_parser(
+        "accuracy",
+        help="Accuracy of a classified or cluster raster against a reference.",
+        description="Confusion matrix, overall accuracy, kappa, per-class precision/recall/"
+        "F1/IoU, Rand index and ARI, accumulated window by window.",
+    )
+    acc.add_argument("prediction", help="Classified or cluster raster (band 1).")
+    ref = acc.add_mutually_exclusive_group(required=True)
+    ref.add_argument("--reference", help="Reference raster (warped onto the prediction grid).")
+    ref.add_argument("--reference-polygons", help="Reference polygons (with --class-field).")
+    acc.add_argument("--class-field", help="Integer class field of the reference polygons.")
+    acc.add_argument(
+        "--ignore",
+        type=float,
+        action="append",
+        default=[],
+        metavar="VALUE",
+        help="Value to leave out in either raster (repeatable), e.g. 0 or 255.",
+    )
+    acc.add_argument(
+        "--mode",
+        choices=("classes", "clusters"),
+        default="classes",
+        help="classes: values correspond; clusters: map clusters to classes.",
+    )
+    acc.add_argument(
+        "--assignment",
+        choices=("hungarian", "majority"),
+        default="hungarian",
+        help="Cluster mapping: one-to-one (Hungarian) or many-to-one.",
+    )
+    acc.add_argument("--classes", help="VALUE:NAME[:#RRGGBB],... class names and colours.")
+    acc.add_argument("--html", help="HTML report.")
+    acc.add_argument("--csv", help="Confusion matrix as CSV.")
+    acc.add_argument("--json", help="Every metric as JSON.")
+    acc.add_argument("--errors", help="GeoTIFF of correct (1) / wrong (2) pixels.")
+    acc.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
+    acc.set_defaults(handler=_run_accuracy)
     return parser
+
+
+def _run_accuracy(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .accuracy import run_accuracy
+
+    return run_accuracy(
+        prediction=args.prediction,
+        reference=args.reference,
+        reference_polygons=args.reference_polygons,
+        class_field=args.class_field,
+        ignore_values=args.ignore,
+        mode=args.mode,
+        assignment=args.assignment,
+        classes=args.classes,
+        dst_html=args.html,
+        dst_csv=args.csv,
+        dst_json=args.json,
+        dst_errors=args.errors,
+        overwrite=args.overwrite,
+        reporter=reporter,
+    )
 
 
 def _run_superpixels(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:

@@ -73,9 +73,13 @@ def _count(value: int) -> str:
 
 def _short_count(value: int) -> str:
     value = int(value)
-    for limit, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (10_000, "k")):
+    for limit, unit, suffix in (
+        (1_000_000_000, 1e9, "G"),
+        (1_000_000, 1e6, "M"),
+        (10_000, 1e3, "k"),
+    ):
         if value >= limit:
-            return f"{value / limit:.3g}{suffix}"
+            return f"{value / unit:.3g}{suffix}"
     return str(value)
 
 

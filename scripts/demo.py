@@ -65,6 +65,38 @@ def run_algorithms(scene: Path, out: Path) -> dict[str, dict]:
     return results
 
 
+def assess(out: Path, reference: Path, results: dict[str, dict]) -> None:
+    """Accuracy report of each segmentation against the NC reference map (cluster mode)."""
+    classes = (
+        "1:developed:#d7191c,2:agriculture:#fdae61,3:herbaceous:#ffffbf,"
+        "4:shrubland:#a6d96a,5:forest:#1a9641,6:water:#2b83ba,7:sediment:#bababa"
+    )
+    for stem, result in results.items():
+        answer = qgis_process(
+            "run",
+            "landseg:accuracy",
+            "--",
+            f"PREDICTION={result['OUTPUT']}",
+            f"REFERENCE={reference}",
+            "MODE=1",
+            "ASSIGNMENT=1",
+            f"CLASSES={classes}",
+            f"OUTPUT_HTML={out / ('accuracy_' + stem + '.html')}",
+            f"OUTPUT_JSON={out / ('accuracy_' + stem + '.json')}",
+            f"OUTPUT_ERRORS={out / ('accuracy_' + stem + '_errors.tif')}",
+        )["results"]
+        result["accuracy"] = {
+            key: answer[key] for key in ("OVERALL_ACCURACY", "KAPPA", "MEAN_IOU", "MACRO_F1", "ARI")
+        }
+        result["accuracy"]["report"] = answer["OUTPUT_HTML"]
+        result["accuracy"]["errors"] = answer["OUTPUT_ERRORS"]
+        print(
+            f"{stem:16s} clusters mapped to the 1996 land-cover classes (majority): OA "
+            f"{answer['OVERALL_ACCURACY']:.3f}, kappa {answer['KAPPA']:.3f}, "
+            f"ARI {answer['ARI']:.3f}"
+        )
+
+
 def _import_plugin() -> None:
     spec = importlib.util.spec_from_file_location(
         "landseg", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
@@ -80,6 +112,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     from qgis.core import (
         QgsApplication,
         QgsContrastEnhancement,
+        QgsLayerMetadata,
         QgsMapRendererParallelJob,
         QgsMapSettings,
         QgsMultiBandColorRenderer,
@@ -113,6 +146,21 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     for stem, name in names.items():
         layer = QgsRasterLayer(results[stem]["OUTPUT"], name)  # its .qml sidecar styles it
         layer.setOpacity(0.85)
+        if "accuracy" in results[stem]:
+            metadata = QgsLayerMetadata()
+            link = QgsLayerMetadata.Link(
+                "Accuracy report", "WWW:LINK", Path(results[stem]["accuracy"]["report"]).name
+            )
+            metadata.addLink(link)
+            metadata.setAbstract(
+                "Accuracy against the 1996 land-cover map (clusters mapped by majority): "
+                + ", ".join(
+                    f"{k} {v:.3f}"
+                    for k, v in results[stem]["accuracy"].items()
+                    if isinstance(v, float)
+                )
+            )
+            layer.setMetadata(metadata)
         layers[stem] = layer
     polygons = QgsVectorLayer(results["nc_slic"]["OUTPUT_POLYGONS"], "SLIC segment outlines", "ogr")
     style_outlines(polygons)
@@ -121,13 +169,22 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     mean.setContrastEnhancement(
         QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
     )
-    for layer in [polygons, *layers.values(), mean, rgb]:
+    errors = QgsRasterLayer(
+        results["nc_slic"]["accuracy"]["errors"], "SLIC accuracy: correct / wrong pixels"
+    )
+    for layer in [polygons, *layers.values(), errors, mean, rgb]:
         assert layer.isValid(), layer.name()
         project.addMapLayer(layer)
     root = project.layerTreeRoot()
     for stem in ("nc_quickshift", "nc_felzenszwalb", "nc_slic"):
         root.findLayer(layers[stem].id()).setItemVisibilityChecked(False)
     root.findLayer(mean.id()).setItemVisibilityChecked(False)
+    root.findLayer(errors.id()).setItemVisibilityChecked(False)
+    project_metadata = project.metadata()
+    project_metadata.setAbstract(
+        "Accuracy reports: " + ", ".join(f"accuracy_{stem}.html" for stem in results)
+    )
+    project.setMetadata(project_metadata)
     project.setCrs(rgb.crs())
     path = out / "landseg-demo.qgz"
     assert project.write(str(path)), f"could not write {path}"
@@ -192,6 +249,7 @@ def main() -> None:
     scene = out / "landsat_multiband.tif"
     shutil.copy(args.data / "landsat_multiband.tif", scene)
     results = run_algorithms(scene, out)
+    assess(out, args.data / "strata.tif", results)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     project = build_project(scene, out, results)
     print(f"Project: {project}\nPreview: {out / 'preview.png'}")

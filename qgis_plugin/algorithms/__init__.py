@@ -7,6 +7,7 @@ from qgis.core import QgsProcessingAlgorithm
 
 def all_algorithms() -> list[QgsProcessingAlgorithm]:
     """Return one instance of every algorithm the provider offers."""
+    from .accuracy import AccuracyAlgorithm
     from .setup_engine import SetupEngineAlgorithm
     from .superpixels import FelzenszwalbAlgorithm, QuickshiftAlgorithm, SlicAlgorithm
 
@@ -14,5 +15,6 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
         SlicAlgorithm(),
         QuickshiftAlgorithm(),
         FelzenszwalbAlgorithm(),
+        AccuracyAlgorithm(),
         SetupEngineAlgorithm(),
     ]

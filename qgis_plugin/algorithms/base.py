@@ -38,6 +38,7 @@ except AttributeError:
 GROUPS = {
     "superpixels": "Superpixels",
     "setup": "Setup",
+    "assessment": "Assessment",
 }
 
 

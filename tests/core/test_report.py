@@ -107,3 +107,12 @@ def test_undefined_kappa_and_many_classes_render():
     many = assess_accuracy(ConfusionAccumulator.from_counts(rng.integers(0, 30, (40, 40))))
     page = render_html(many, title="40 classes", inputs={}, parameters={})
     assert page.count("data:image/png;base64,") == 2
+
+
+def test_short_counts_keep_their_magnitude():
+    from core.report import _short_count
+
+    assert _short_count(9_999) == "9999"
+    assert _short_count(47_369) == "47.4k"
+    assert _short_count(2_500_000) == "2.5M"
+    assert _short_count(3_000_000_000) == "3G"

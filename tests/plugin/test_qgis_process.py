@@ -170,3 +170,22 @@ def test_modeler_chain_runs_headless(qgis_config, provider, tmp_path):
     counts = np.array([int(float(r[1])) for r in rows])
     assert values.min() == 1 and len(values) == values.max() >= 10  # ids 1..N
     assert counts.sum() == 72 * 80  # the nodata rows belong to no segment
+
+
+def test_accuracy_numbers_in_the_json_answer(qgis_config, tmp_path):
+    pred = write_tif(tmp_path / "p.tif", np.array([[[1, 1, 2, 2], [1, 2, 2, 2]]], np.uint8))
+    ref = write_tif(tmp_path / "r.tif", np.array([[[1, 1, 2, 2], [1, 1, 2, 2]]], np.uint8))
+    proc = qgis_process(
+        qgis_config,
+        "--json",
+        "run",
+        "landseg:accuracy",
+        "--",
+        f"PREDICTION={pred}",
+        f"REFERENCE={ref}",
+        f"OUTPUT_HTML={tmp_path / 'r.html'}",
+    )
+    results = json.loads(proc.stdout)["results"]
+    assert results["OVERALL_ACCURACY"] == 7 / 8
+    assert {"KAPPA", "MEAN_IOU", "MACRO_F1", "ARI"} <= set(results)
+    assert (tmp_path / "r.html").exists()
