@@ -20,7 +20,7 @@ from qgis.core import (
 
 from ..engine import run_engine
 from ..styling import LayerStyler, attach_styler
-from .base import POLYGONS, LandSegAlgorithm, raster_source
+from .base import POLYGONS, LandSegAlgorithm, absolute, raster_source
 
 MODES = ("classes", "clusters")
 ASSIGNMENTS = ("hungarian", "majority")
@@ -173,7 +173,7 @@ class AccuracyAlgorithm(LandSegAlgorithm):
             field = self.parameterAsString(parameters, "CLASS_FIELD", context)
             if not field:
                 raise QgsProcessingException("Reference polygons need CLASS_FIELD.")
-            args += ["--reference-polygons", polygons.source(), "--class-field", field]
+            args += ["--reference-polygons", absolute(polygons.source()), "--class-field", field]
         ignore = self.parameterAsString(parameters, "IGNORE_VALUE", context)
         for value in filter(None, (v.strip() for v in ignore.split(","))):
             try:
@@ -194,7 +194,7 @@ class AccuracyAlgorithm(LandSegAlgorithm):
             ("OUTPUT_JSON", "--json"),
         ):
             if parameters.get(key) is not None:
-                path = self.parameterAsFileOutput(parameters, key, context)
+                path = absolute(self.parameterAsFileOutput(parameters, key, context))
                 if path:
                     files[key] = path
                     args += [option, path]

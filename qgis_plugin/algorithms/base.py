@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
@@ -133,4 +135,19 @@ def raster_source(layer: QgsRasterLayer | None, parameter: str) -> str:
             "raster files: save the layer first (right-click > Export > Save As… GeoTIFF) "
             "and give that file."
         )
-    return layer.source()
+    return absolute(layer.source())
+
+
+def absolute(path: str) -> str:
+    """Make a file path absolute: the engine runs in the plugin folder, not QGIS's."""
+    file_part, sep, options = path.partition("|")
+    if file_part and not os.path.isabs(file_part) and os.path.exists(file_part):
+        return os.path.abspath(file_part) + sep + options
+    if (
+        file_part
+        and not os.path.isabs(file_part)
+        and "://" not in file_part
+        and not file_part.startswith(("/vsi", "memory:"))
+    ):
+        return os.path.abspath(file_part) + sep + options
+    return path

@@ -31,7 +31,7 @@ from ...core.params import (
 )
 from ..engine import run_engine
 from ..styling import LayerStyler, attach_styler, write_segment_style
-from .base import DOUBLE, POLYGONS, LandSegAlgorithm, raster_source
+from .base import DOUBLE, POLYGONS, LandSegAlgorithm, absolute, raster_source
 
 _NAMES = {"slic": "SLIC", "quickshift": "QuickShift", "felzenszwalb": "Felzenszwalb"}
 
@@ -114,9 +114,9 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
     ) -> dict[str, Any]:
         """Run the engine command and load the styled outputs."""
         source = raster_source(self.parameterAsRasterLayer(parameters, "INPUT", context), "INPUT")
-        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        output = absolute(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
         mean = (
-            self.parameterAsOutputLayer(parameters, "OUTPUT_MEAN", context)
+            absolute(self.parameterAsOutputLayer(parameters, "OUTPUT_MEAN", context))
             if parameters.get("OUTPUT_MEAN") is not None
             else None
         )

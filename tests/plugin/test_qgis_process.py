@@ -27,10 +27,17 @@ def qgis_config(tmp_path_factory) -> Path:
     return config
 
 
-def qgis_process(config: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+def qgis_process(
+    config: Path, *args: str, check: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "QGIS_CUSTOM_CONFIG_PATH": str(config), "QT_QPA_PLATFORM": "offscreen"}
     proc = subprocess.run(
-        ["qgis_process.bin", *args], env=env, capture_output=True, text=True, timeout=300
+        ["qgis_process.bin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
     )
     if check and proc.returncode != 0:
         raise AssertionError(f"qgis_process {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
@@ -189,3 +196,20 @@ def test_accuracy_numbers_in_the_json_answer(qgis_config, tmp_path):
     assert results["OVERALL_ACCURACY"] == 7 / 8
     assert {"KAPPA", "MEAN_IOU", "MACRO_F1", "ARI"} <= set(results)
     assert (tmp_path / "r.html").exists()
+
+
+def test_relative_paths_are_relative_to_the_callers_folder(qgis_config, tmp_path):
+    write_tif(tmp_path / "in.tif", parcels((40, 40), 3))
+    proc = qgis_process(
+        qgis_config,
+        "--json",
+        "run",
+        "landseg:slic",
+        "--",
+        "INPUT=in.tif",
+        "OUTPUT=out.tif",
+        "N_SEGMENTS=10",
+        cwd=tmp_path,
+    )
+    assert json.loads(proc.stdout)["results"]["N_SEGMENTS"] >= 1
+    assert (tmp_path / "out.tif").exists()
