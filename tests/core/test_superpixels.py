@@ -1,20 +1,25 @@
-"""Superpixel functions: labels, masks, band counts, determinism, bad input."""
+"""LandSeg's own superpixels (core.superpixels): labels, masks, band counts, parity with
+scikit-image, connectivity, determinism and bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from rasters import parcels
 from scipy import ndimage
 from skimage import segmentation as sk
 
+from core import _superpixel_kernels as kernels
 from core import superpixels
 from core.normalize import stretch
 
 METHODS = ["slic", "quickshift", "felzenszwalb"]
+FOUR = ndimage.generate_binary_structure(2, 1)
+EIGHT = ndimage.generate_binary_structure(2, 2)
 
 
 def quadrants(bands: int = 3, seed: int = 0) -> np.ndarray:
-    """scikit-image's test image: four coloured quadrants (20 x 21) with noise."""
+    """scikit-image's SLIC test image: four coloured quadrants (20 x 21) plus noise."""
     rng = np.random.default_rng(seed)
     image = np.zeros((bands, 20, 21), np.float32)
     image[0, :10, :10] = 1
@@ -25,8 +30,9 @@ def quadrants(bands: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def run(method: str, image: np.ndarray, **kwargs) -> np.ndarray:
+    """Call a method with parameters suited to the quadrants (QuickShift sees 0-100)."""
     params = {
-        "slic": {"n_segments": 4, "compactness": 1.0},
+        "slic": {"n_segments": 4},
         "quickshift": {"kernel_size": 2, "max_dist": 20},
         "felzenszwalb": {"scale": 1000, "min_size": 20},
     }[method]
@@ -34,91 +40,208 @@ def run(method: str, image: np.ndarray, **kwargs) -> np.ndarray:
     return getattr(superpixels, method)(image * scale, **{**params, **kwargs})
 
 
+def assert_consecutive(labels: np.ndarray, mask: np.ndarray | None = None) -> None:
+    assert labels.dtype == np.int32
+    valid = np.ones(labels.shape, bool) if mask is None else mask
+    assert (labels[~valid] == 0).all() and (labels[valid] > 0).all()
+    ids = np.unique(labels[valid])
+    assert ids[0] == 1 and ids[-1] == len(ids)
+
+
+def components_per_label(labels: np.ndarray, structure: np.ndarray) -> set[int]:
+    """Number of connected pieces of each label."""
+    counts = set()
+    for i, region in enumerate(ndimage.find_objects(labels), start=1):
+        if region is not None:
+            counts.add(ndimage.label(labels[region] == i, structure)[1])
+    return counts
+
+
 def test_slic_finds_the_four_quadrants():
-    labels = superpixels.slic(quadrants(), n_segments=4, compactness=1.0)
-    assert labels.dtype == np.int32 and labels.shape == (20, 21)
-    assert len(np.unique(labels)) == 4
-    for block in (labels[:10, :10], labels[10:, :10], labels[:10, 10:], labels[10:, 10:]):
-        assert len(np.unique(block)) == 1
+    labels = superpixels.slic(quadrants(), n_segments=4)
+    assert labels.shape == (20, 21) and labels.dtype == np.int32
+    assert labels.max() == 4
+    blocks = [labels[:10, :10], labels[10:, :10], labels[:10, 11:], labels[10:, 11:]]
+    assert [len(np.unique(b)) for b in blocks] == [1, 1, 1, 1]
+    assert len({int(b[0, 0]) for b in blocks}) == 4
+    # Column 10 is the true boundary; scikit-image (compactness 10) gives it to the left.
+    assert len(np.unique(superpixels.slic(quadrants(), n_segments=4, compactness=1)[:, 10])) == 2
+
+
+@pytest.mark.parametrize("method", ["quickshift", "felzenszwalb"])
+def test_quadrants_give_the_same_segments_as_scikit_image(method):
+    ours = run(method, quadrants())
+    image = quadrants()
+    if method == "quickshift":
+        theirs = sk.quickshift(
+            image * 100, kernel_size=2, max_dist=20, convert2lab=False, channel_axis=0
+        )
+    else:
+        theirs = sk.felzenszwalb(image, scale=1000, min_size=20, channel_axis=0)
+    # Same partition (label numbering may differ).
+    pairs = np.unique(ours * 1000 + theirs)
+    assert len(pairs) == ours.max() == len(np.unique(theirs))
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("bands", [1, 2, 3, 10])
-def test_labels_are_consecutive_for_any_band_count(method, bands):
+def test_labels_are_consecutive_int32_for_any_band_count(method, bands):
     labels = run(method, quadrants(bands))
-    ids = np.unique(labels)
-    assert ids[0] == 1 and (np.diff(ids) == 1).all()
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_mask_gives_zero_and_masked_values_do_not_matter(method):
-    image = quadrants()
-    mask = np.ones((20, 21), bool)
-    mask[:, :3] = False
-    labels = run(method, image, mask=mask)
-    assert (labels[~mask] == 0).all() and (labels[mask] > 0).all()
-    noisy = image.copy()
-    noisy[:, ~mask] = np.random.default_rng(3).uniform(0, 1, (3, (~mask).sum()))
-    np.testing.assert_array_equal(run(method, noisy, mask=mask), labels)
+    assert labels.shape == (20, 21)
+    assert_consecutive(labels)
+    assert labels.max() >= 2
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_one_pixel_image_is_one_segment(method):
-    assert run(method, np.ones((3, 1, 1), np.float32)).tolist() == [[1]]
+    labels = run(method, np.ones((1, 1, 1), np.float32))
+    assert labels.dtype == np.int32 and labels.tolist() == [[1]]
 
 
-def test_quickshift_same_seed_same_result():
-    image = np.random.default_rng(0).uniform(0, 100, (3, 40, 40)).astype(np.float32)
-    a = superpixels.quickshift(image, kernel_size=3, seed=5)
-    np.testing.assert_array_equal(a, superpixels.quickshift(image, kernel_size=3, seed=5))
+@pytest.mark.parametrize("method", METHODS)
+def test_thin_images_work(method):
+    image = parcels((1, 37), 2, cell=8) / 200
+    assert_consecutive(run(method, image))
+    assert_consecutive(run(method, np.ascontiguousarray(image.transpose(0, 2, 1))))
 
 
-def test_slic_segments_are_connected_and_near_the_requested_count(nc_dir):
-    import rasterio
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("sigma", [0.0, 1.0])
+def test_mask_gives_zero_and_masked_values_do_not_matter(method, sigma):
+    image = quadrants()
+    mask = np.ones((20, 21), bool)
+    mask[:, :3] = False
+    mask[12:15, 8:13] = False
+    labels = run(method, image, mask=mask, sigma=sigma)
+    assert_consecutive(labels, mask)
+    junk = image.copy()
+    junk[:, ~mask] = np.random.default_rng(3).uniform(-50, 50, (3, (~mask).sum()))
+    np.testing.assert_array_equal(run(method, junk, mask=mask, sigma=sigma), labels)
+    junk[:, ~mask] = np.nan  # NaN is fine where masked
+    np.testing.assert_array_equal(run(method, junk, mask=mask, sigma=sigma), labels)
 
-    with rasterio.open(nc_dir / "landsat_multiband.tif") as src:
-        image = src.read().astype(np.float32)
-        valid = np.all(src.read_masks() > 0, axis=0)
-    image = stretch(image, valid)
-    labels = superpixels.slic(image, n_segments=500, mask=valid)
-    n = labels.max()
-    assert 350 <= n <= 650
-    sizes = [ndimage.label(labels == i)[1] for i in range(1, n + 1)]
-    assert set(sizes) == {1}
-    reference = sk.slic(
-        image,
-        n_segments=500,
-        compactness=1.0,
-        channel_axis=0,
-        convert2lab=False,
-        mask=valid,
-        start_label=1,
+
+def test_slic_without_connectivity_is_consecutive():
+    image = parcels((64, 80), 3) / 200
+    labels = superpixels.slic(image, n_segments=20, enforce_connectivity=False, compactness=1)
+    assert_consecutive(labels)
+
+
+def test_slic_segment_count_is_near_n_segments_and_scikit_image():
+    image = parcels((256, 240), 4, seed=2) / 200
+    for n_segments, compactness in ((60, 10.0), (300, 1.0), (1000, 0.3)):
+        ours = superpixels.slic(image, n_segments=n_segments, compactness=compactness)
+        theirs = sk.slic(
+            image,
+            n_segments=n_segments,
+            compactness=compactness,
+            channel_axis=0,
+            convert2lab=False,
+            start_label=1,
+        )
+        assert 0.5 * n_segments <= ours.max() <= 1.5 * n_segments
+        assert 0.7 <= ours.max() / theirs.max() <= 1.3
+        assert components_per_label(ours, FOUR) == {1}
+
+
+def test_slic_splits_oversized_pieces_and_keeps_them_connected():
+    labels = np.zeros((40, 50), np.int32)
+    labels[:, 25:] = 1
+    labels[5:9, 5:9] = 2  # small piece: merged into its neighbour
+    out = kernels.connected_relabel(labels, 20, 300, 2)
+    assert_consecutive(out)
+    sizes = np.bincount(out.ravel())[1:]
+    assert sizes.max() <= 300 + 16  # the 4x4 piece may join a capped piece
+    assert components_per_label(out, FOUR) == {1}
+    assert (out[5:9, 5:9] == out[4, 4]).all()
+
+
+def test_felzenszwalb_count_and_connectivity_match_scikit_image():
+    image = parcels((120, 130), 3, seed=4) / 200
+    for scale in (10.0, 100.0, 1000.0):
+        ours = superpixels.felzenszwalb(image, scale=scale, sigma=0.8, min_size=20)
+        theirs = sk.felzenszwalb(image, scale=scale, sigma=0.8, min_size=20, channel_axis=0)
+        n_theirs = len(np.unique(theirs))
+        assert abs(int(ours.max()) - n_theirs) <= max(0.3 * n_theirs, 2)
+        assert components_per_label(ours, EIGHT) == {1}
+
+
+def test_quickshift_count_matches_scikit_image_and_seed_is_deterministic():
+    image = parcels((48, 56), 3, seed=5) / 2
+    ours = superpixels.quickshift(image, kernel_size=3, max_dist=6, ratio=0.5, seed=7)
+    theirs = sk.quickshift(
+        image, kernel_size=3, max_dist=6, ratio=0.5, convert2lab=False, channel_axis=0, rng=7
     )
-    assert 0.6 <= n / reference.max() <= 1.5
-
-
-def test_felzenszwalb_matches_scikit_image_without_mask():
-    image = np.random.default_rng(1).uniform(0, 1, (3, 60, 50)).astype(np.float32)
-    ours = superpixels.felzenszwalb(image, scale=50)
-    theirs = sk.felzenszwalb(image, scale=50, channel_axis=0)
-    assert ours.max() == len(np.unique(theirs))
+    n_theirs = len(np.unique(theirs))
+    assert abs(int(ours.max()) - n_theirs) <= 0.3 * n_theirs
+    again = superpixels.quickshift(image, kernel_size=3, max_dist=6, ratio=0.5, seed=7)
+    np.testing.assert_array_equal(ours, again)
+    other = superpixels.quickshift(image, kernel_size=3, max_dist=6, ratio=0.5, seed=8)
+    assert_consecutive(other)  # may differ from `ours`: the noise breaks ties differently
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
         (lambda: superpixels.slic(np.ones((5, 5))), "bands, rows, columns"),
+        (lambda: superpixels.slic(np.ones((1, 0, 5))), "empty"),
         (lambda: superpixels.slic(np.ones((1, 5, 5)), n_segments=0), "n_segments"),
+        (lambda: superpixels.slic(np.ones((1, 5, 5)), compactness=0), "compactness"),
         (lambda: superpixels.slic(np.full((1, 5, 5), np.nan)), "NaN"),
+        (lambda: superpixels.felzenszwalb(np.full((2, 5, 5), np.inf)), "infinite"),
+        (lambda: superpixels.quickshift(np.full((1, 5, 5), np.nan)), "mask=False"),
         (lambda: superpixels.quickshift(np.ones((1, 5, 5)), kernel_size=0), "kernel_size"),
+        (lambda: superpixels.quickshift(np.ones((1, 5, 5)), ratio=2), "ratio"),
         (lambda: superpixels.felzenszwalb(np.ones((1, 5, 5)), min_size=-1), "min_size"),
         (lambda: superpixels.slic(np.ones((1, 5, 5)), mask=np.ones((4, 4), bool)), "mask shape"),
-        (
-            lambda: superpixels.slic(np.ones((1, 5, 5)), mask=np.zeros((5, 5), bool)),
-            "No valid pixel",
-        ),
+        (lambda: superpixels.slic(np.ones((1, 5, 5)), mask=np.zeros((5, 5), bool)), "No valid"),
     ],
 )
 def test_bad_input_is_explained(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_nan_anywhere_in_a_valid_pixel_is_refused(method):
+    image = parcels((40, 44), 3) / 200
+    for y, x in ((0, 0), (17, 23), (39, 43), (20, 1)):
+        bad = image.copy()
+        bad[1, y, x] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            run(method, bad)
+
+
+def test_real_nc_scene(nc_dir):
+    import rasterio
+
+    with rasterio.open(nc_dir / "landsat_multiband.tif") as src:
+        raw = src.read().astype(np.float32)
+        valid = np.all(src.read_masks() > 0, axis=0)
+    image = stretch(raw, valid)
+    labels = superpixels.slic(image * 100, n_segments=500, compactness=10, mask=valid)
+    assert_consecutive(labels, valid)
+    assert 250 <= labels.max() <= 750
+    assert components_per_label(labels, FOUR) == {1}
+    theirs = sk.slic(
+        image * 100,
+        n_segments=500,
+        compactness=10,
+        channel_axis=0,
+        convert2lab=False,
+        mask=valid,
+        start_label=1,
+    )
+    assert 0.7 <= labels.max() / theirs.max() <= 1.3
+    # Raw nodata values (-99999) in masked pixels change nothing.
+    np.testing.assert_array_equal(
+        superpixels.slic(
+            np.where(valid, image * 100, -99999), n_segments=500, compactness=10, mask=valid
+        ),
+        labels,
+    )
+    felz = superpixels.felzenszwalb(image, mask=valid)
+    assert_consecutive(felz, valid)
+    assert components_per_label(felz, EIGHT) == {1}
+    qs = superpixels.quickshift(image[:, :120, :120] * 100, kernel_size=3, max_dist=6)
+    assert_consecutive(qs)
