@@ -9,7 +9,9 @@ result at the end of an algorithm.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from qgis.core import (
     QgsFillSymbol,
@@ -72,6 +74,33 @@ def style_outlines(layer: QgsVectorLayer) -> None:
     layer.triggerRepaint()
 
 
+def style_classes(layer: QgsRasterLayer, classes: Sequence[Mapping[str, Any]]) -> bool:
+    """Apply a class table (``[{"value", "name", "color"}, ...]``, as the engine returns it).
+
+    Gives each class value its colour and its name in the legend; False when the table
+    is empty.
+    """
+    if not classes:
+        return False
+    entries = [
+        QgsPalettedRasterRenderer.Class(int(c["value"]), QColor(str(c["color"])), str(c["name"]))
+        for c in classes
+    ]
+    layer.setRenderer(QgsPalettedRasterRenderer(layer.dataProvider(), 1, entries))
+    layer.triggerRepaint()
+    return True
+
+
+def write_class_style(raster_path: str, classes: Sequence[Mapping[str, Any]]) -> str | None:
+    """Write ``<raster>.qml`` beside a classified raster with its class names and colours."""
+    layer = QgsRasterLayer(raster_path, "classes", "gdal")
+    if not layer.isValid() or not style_classes(layer, classes):
+        return None
+    qml = str(Path(raster_path).with_suffix(".qml"))
+    layer.saveNamedStyle(qml)
+    return qml
+
+
 def write_segment_style(raster_path: str, n_segments: int) -> str | None:
     """Write ``<raster>.qml`` beside a segment raster with its palette.
 
@@ -93,18 +122,28 @@ def write_segment_style(raster_path: str, n_segments: int) -> str | None:
 class LayerStyler(QgsProcessingLayerPostProcessorInterface):
     """Rename and style an output layer when QGIS loads it after an algorithm."""
 
-    def __init__(self, name: str, *, n_segments: int = 0, outlines: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        n_segments: int = 0,
+        outlines: bool = False,
+        classes: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
         super().__init__()
         self.name = name
         self.n_segments = n_segments
         self.outlines = outlines
+        self.classes = list(classes)
 
     def postProcessLayer(
         self, layer: QgsMapLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> None:
         """Apply the style to the loaded layer."""
         layer.setName(self.name)
-        if isinstance(layer, QgsRasterLayer) and self.n_segments:
+        if isinstance(layer, QgsRasterLayer) and self.classes:
+            style_classes(layer, self.classes)
+        elif isinstance(layer, QgsRasterLayer) and self.n_segments:
             style_segments(layer, self.n_segments)
         elif isinstance(layer, QgsVectorLayer) and self.outlines:
             style_outlines(layer)
