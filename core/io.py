@@ -23,6 +23,7 @@ __all__ = [
     "check_output_path",
     "inspect_raster",
     "open_raster",
+    "output_profile",
     "read_bands",
     "resolve_bands",
     "write_raster",
@@ -257,6 +258,33 @@ def _remove_with_sidecars(path: Path) -> None:
             candidate.unlink()
 
 
+def output_profile(
+    like: RasterInfo, *, count: int, dtype: str, nodata: float | int | None
+) -> dict[str, Any]:
+    """Creation profile of an output GeoTIFF on ``like``'s grid (tiled, compressed).
+
+    The CRS and transform are copied from ``like``; rasters without georeferencing stay
+    without it. Rasters smaller than one 256 px block are written in strips.
+    """
+    profile: dict[str, Any] = {
+        **GTIFF_OPTIONS,
+        "width": like.width,
+        "height": like.height,
+        "count": count,
+        "dtype": dtype,
+        "nodata": nodata,
+        "transform": rasterio.Affine(*like.transform),
+        "crs": rasterio.crs.CRS.from_wkt(like.crs_wkt) if like.crs_wkt else None,
+    }
+    if np.dtype(dtype).kind == "f":
+        profile["predictor"] = 3
+    if like.width < 256 or like.height < 256:
+        # GDAL needs blocks no larger than 16-multiples; small rasters are written in strips.
+        profile.update(tiled=False, blockxsize=None, blockysize=None)
+        profile = {k: v for k, v in profile.items() if v is not None}
+    return profile
+
+
 def write_raster(
     path: str | os.PathLike[str],
     array: np.ndarray,
@@ -271,22 +299,7 @@ def write_raster(
     without it.
     """
     data = array[np.newaxis] if array.ndim == 2 else array
-    profile: dict[str, Any] = {
-        **GTIFF_OPTIONS,
-        "width": like.width,
-        "height": like.height,
-        "count": data.shape[0],
-        "dtype": data.dtype.name,
-        "nodata": nodata,
-        "transform": rasterio.Affine(*like.transform),
-        "crs": rasterio.crs.CRS.from_wkt(like.crs_wkt) if like.crs_wkt else None,
-    }
-    if data.dtype.kind == "f":
-        profile["predictor"] = 3
-    if like.width < 256 or like.height < 256:
-        # GDAL needs blocks no larger than 16-multiples; small rasters are written in strips.
-        profile.update(tiled=False, blockxsize=None, blockysize=None)
-        profile = {k: v for k, v in profile.items() if v is not None}
+    profile = output_profile(like, count=data.shape[0], dtype=data.dtype.name, nodata=nodata)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", **profile) as dst:

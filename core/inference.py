@@ -1,0 +1,646 @@
+"""Apply a network to a raster of any size, tile by tile, in bounded memory.
+
+:func:`predict_raster` is the one inference path of LandSeg: the supervised U-Net and the
+unsupervised networks (ISB, DFC, W-Net) all classify rasters through it.
+
+How it works
+------------
+- The raster is covered by overlapping tiles (:func:`core.tiling.make_windows`). A reader
+  thread reads and normalises the tiles of the next batches while the network computes
+  the current one (reads overlap compute); windows with no valid pixel are skipped.
+- Each tile's per-class probabilities (softmax of the network's scores) are weighted by
+  :func:`core.tiling.blend_weights` and added into an accumulator that holds only one
+  strip of tile height across the raster. When the next row of tiles starts, the rows
+  above it are final: their labels (argmax) are computed and written, and the strip
+  moves down. Memory therefore depends on the raster's width and the number of classes,
+  never on its height, and no full-size array exists.
+- Labels are written in 256-row, block-aligned chunks into a tiled, DEFLATE-compressed
+  GeoTIFF under a temporary name, renamed on success (:func:`core.io.atomic_output`).
+- Device ``auto`` picks CUDA, then Apple MPS, then the CPU. Precision ``auto`` uses
+  bf16 autocast on GPUs that support it (fp16 on the others) and on CPUs with native
+  bf16 instructions (AVX512-BF16 or AMX), fp32 otherwise. Inputs and weights are
+  channels-last. A CUDA out-of-memory error halves the batch and goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from . import io
+from .classes import ClassInfo, complete_classes, write_qml, write_raster_classes
+from .protocol import EngineError, Reporter
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, blend_weights, make_windows, pad_tile
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "cpu_supports_bf16",
+    "predict_raster",
+    "select_device",
+    "select_precision",
+    "set_threads",
+]
+
+#: Tiles per batch by device type when the caller gives none.
+DEFAULT_BATCH = {"cuda": 32, "mps": 8, "cpu": 4}
+#: Batches the reader thread may prepare ahead of the network.
+PREFETCH_BATCHES = 2
+#: Output rows are written in chunks of this many rows (the GeoTIFF block height).
+WRITE_ROWS = 256
+
+
+def select_device(name: str = "auto") -> tuple[torch.device, str]:
+    """Choose the compute device.
+
+    Parameters
+    ----------
+    name : str
+        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
+        or ``"mps"``.
+
+    Returns
+    -------
+    device : torch.device
+    reason : str
+        Why this device, for the log.
+    """
+    import torch
+
+    name = (name or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda"), f"CUDA GPU found: {torch.cuda.get_device_name(0)}"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps"), "Apple MPS GPU found"
+        return torch.device("cpu"), "no CUDA or MPS GPU found, using the CPU"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise EngineError(
+                "DEVICE is cuda but PyTorch sees no CUDA GPU here. Use device auto or cpu, "
+                "or install a CUDA build of PyTorch in the engine environment."
+            )
+        return torch.device(name), "CUDA requested"
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise EngineError("DEVICE is mps but no Apple MPS GPU is available; use auto or cpu.")
+        return torch.device("mps"), "MPS requested"
+    if name == "cpu":
+        return torch.device("cpu"), "CPU requested"
+    raise EngineError(f"Unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); Linux only."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def select_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """Choose the autocast dtype: ``None`` means plain fp32.
+
+    Parameters
+    ----------
+    precision : {"auto", "fp32", "bf16", "fp16"}
+    device : torch.device
+    """
+    import torch
+
+    precision = (precision or "auto").lower()
+    if precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise EngineError(f"Unknown precision {precision!r}: use auto, fp32, bf16 or fp16.")
+    if precision == "fp32":
+        return None, "fp32 (requested)"
+    if precision == "bf16":
+        return torch.bfloat16, "bf16 autocast (requested)"
+    if precision == "fp16":
+        return torch.float16, "fp16 autocast (requested)"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16, "bf16 autocast (GPU supports bf16)"
+        return torch.float16, "fp16 autocast (GPU has no bf16)"
+    if device.type == "cpu" and cpu_supports_bf16():
+        return torch.bfloat16, "bf16 autocast (CPU has native bf16 instructions)"
+    return None, f"fp32 ({device.type} without native bf16)"
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set PyTorch's CPU threads: ``threads``, or every CPU this process may use."""
+    import torch
+
+    if threads is None or threads < 1:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # macOS, Windows
+            threads = os.cpu_count() or 1
+    torch.set_num_threads(threads)
+    return threads
+
+
+@dataclass
+class _Batch:
+    """Windows in raster order; ``index[k]`` is the tile of window ``k``, -1 when empty."""
+
+    windows: list[Window] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
+    tiles: list[np.ndarray] = field(default_factory=list)  # (C, T, T) float32, normalised
+    valid: list[np.ndarray] = field(default_factory=list)  # (h, w) bool per tile
+
+
+class _Reader(threading.Thread):
+    """Read, normalise and batch tiles ahead of the network (its own dataset handle)."""
+
+    def __init__(
+        self,
+        src: str,
+        windows: Sequence[Window],
+        *,
+        bands: Sequence[int],
+        offsets: np.ndarray,
+        scales: np.ndarray,
+        tile_size: int,
+        batch_size: int,
+        nodata_zero: bool,
+    ) -> None:
+        super().__init__(name="landseg-reader", daemon=True)
+        self.src = src
+        self.windows = list(windows)
+        self.bands = list(bands)
+        self.offsets = offsets[:, None, None]
+        self.scales = scales[:, None, None]
+        self.tile_size = tile_size
+        self.batch_size = batch_size
+        self.nodata_zero = nodata_zero
+        self.out: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BATCHES)
+        self.stop = threading.Event()
+        self.skipped = 0
+
+    def _put(self, item: Any) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run(self) -> None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(self.src) as raster:
+                    self._read_all(raster)
+        except BaseException as err:  # forwarded to the main thread
+            self._put(("error", err))
+
+    def _read_all(self, raster: Any) -> None:
+        batch = _Batch()
+        for win in self.windows:
+            if self.stop.is_set():
+                return
+            image, valid = io.read_bands(
+                raster, self.bands, window=win, nodata_zero=self.nodata_zero
+            )
+            batch.windows.append(win)
+            if not valid.any():
+                self.skipped += 1
+                batch.index.append(-1)
+            else:
+                image = (image - self.offsets) / self.scales
+                image[:, ~valid] = 0.0
+                batch.index.append(len(batch.tiles))
+                batch.tiles.append(pad_tile(image, self.tile_size))
+                batch.valid.append(valid)
+            if len(batch.tiles) == self.batch_size or len(batch.windows) >= 8 * self.batch_size:
+                if not self._put(("batch", batch)):
+                    return
+                batch = _Batch()
+        if batch.windows and not self._put(("batch", batch)):
+            return
+        self._put(("done", None))
+
+    def items(self) -> Iterator[tuple[str, Any]]:
+        """Yield reader items; re-raise a reader error in the caller's thread."""
+        while True:
+            try:
+                kind, item = self.out.get(timeout=0.2)
+            except queue.Empty:
+                if not self.is_alive() and self.out.empty():
+                    raise EngineError("The tile reader stopped unexpectedly.") from None
+                continue
+            if kind == "error":
+                raise item
+            if kind == "done":
+                return
+            yield kind, item
+
+    def close(self) -> None:
+        """Stop reading and wait briefly for the thread."""
+        self.stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.out.get_nowait()
+        self.join(timeout=5)
+
+
+class _Strip:
+    """Blended scores of the rows still open: a strip of tile height across the raster."""
+
+    def __init__(self, n_classes: int, tile_size: int, width: int) -> None:
+        self.base = 0  # raster row of the strip's first row
+        self.scores = np.zeros((n_classes, tile_size, width), dtype=np.float32)
+        self.weight = np.zeros((tile_size, width), dtype=np.float32)
+        self.valid = np.zeros((tile_size, width), dtype=bool)
+
+    def add(self, probs: np.ndarray, win: Window, weights: np.ndarray, valid: np.ndarray) -> None:
+        r = int(win.row_off) - self.base
+        c, h, w = int(win.col_off), int(win.height), int(win.width)
+        wts = weights[:h, :w]
+        self.scores[:, r : r + h, c : c + w] += probs[:, :h, :w] * wts
+        self.weight[r : r + h, c : c + w] += wts
+        self.valid[r : r + h, c : c + w] |= valid
+
+    def take(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Remove the first ``n_rows`` rows; return their scores, weights and validity."""
+        out = (
+            self.scores[:, :n_rows].copy(),
+            self.weight[:n_rows].copy(),
+            self.valid[:n_rows].copy(),
+        )
+        keep = self.weight.shape[0] - n_rows
+        self.scores[:, :keep] = self.scores[:, n_rows:]
+        self.scores[:, keep:] = 0
+        self.weight[:keep] = self.weight[n_rows:]
+        self.weight[keep:] = 0
+        self.valid[:keep] = self.valid[n_rows:]
+        self.valid[keep:] = False
+        self.base += n_rows
+        return out
+
+
+class _Writer:
+    """Write finished rows in block-aligned chunks to the open outputs."""
+
+    def __init__(
+        self,
+        labels: Any,
+        probabilities: Any | None,
+        confidence: Any | None,
+        width: int,
+        n_classes: int,
+    ) -> None:
+        self.labels, self.probabilities, self.confidence = labels, probabilities, confidence
+        self.width, self.n_classes = width, n_classes
+        self.row = 0  # next raster row to write
+        self.parts: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        self.pending = 0
+
+    def push(self, labels: np.ndarray, probs: np.ndarray | None, conf: np.ndarray | None) -> None:
+        self.parts.append((labels, probs, conf))
+        self.pending += labels.shape[0]
+        if self.pending >= WRITE_ROWS:
+            self._write(self.pending - self.pending % WRITE_ROWS)
+
+    def finish(self) -> None:
+        if self.pending:
+            self._write(self.pending)
+
+    def _write(self, n_rows: int) -> None:
+        labels = np.concatenate([p[0] for p in self.parts])
+        probs = np.concatenate([p[1] for p in self.parts], axis=1) if self.probabilities else None
+        conf = np.concatenate([p[2] for p in self.parts]) if self.confidence else None
+        win = Window(0, self.row, self.width, n_rows)
+        self.labels.write(labels[:n_rows], 1, window=win)
+        if probs is not None:
+            self.probabilities.write(probs[:, :n_rows], window=win)
+        if conf is not None:
+            self.confidence.write(conf[:n_rows], 1, window=win)
+        self.row += n_rows
+        self.pending -= n_rows
+        rest = labels.shape[0] - n_rows
+        self.parts = (
+            [
+                (
+                    labels[n_rows:],
+                    None if probs is None else probs[:, n_rows:],
+                    None if conf is None else conf[n_rows:],
+                )
+            ]
+            if rest
+            else []
+        )
+
+
+def _label_dtype(values: np.ndarray) -> str:
+    top = int(values.max()) if values.size else 0
+    if top <= 255:
+        return "uint8"
+    if top <= 65535:
+        return "uint16"
+    return "int32"
+
+
+def predict_raster(
+    model: torch.nn.Module,
+    src: str,
+    dst: str,
+    *,
+    bands: Sequence[int] | None = None,
+    offsets: Sequence[float] | None = None,
+    scales: Sequence[float] | None = None,
+    class_values: Sequence[int] | None = None,
+    colors: dict[int, str] | None = None,
+    classes: Sequence[ClassInfo] | None = None,
+    n_classes: int | None = None,
+    tile_size: int = DEFAULT_TILE_SIZE,
+    overlap: int = DEFAULT_OVERLAP,
+    batch_size: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    nodata_zero: bool = False,
+    dst_probabilities: str | None = None,
+    dst_confidence: str | None = None,
+    overwrite: bool = False,
+    reporter: Reporter | None = None,
+    threads: int | None = None,
+) -> dict[str, Any]:
+    """Classify a raster with a network, tile by tile, into a GeoTIFF of class values.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps a ``(B, C, T, T)`` float tensor to ``(B, K, T, T)`` class scores (logits).
+        Put in eval mode and moved to the device here.
+    src : str
+        Input raster (any GDAL format and size).
+    dst : str
+        Output GeoTIFF of class values on the input grid; nodata 0 where the input is
+        nodata. uint8 when every value fits, else uint16 or int32.
+    bands : sequence of int, optional
+        1-based input bands, in the order the network expects; all by default.
+    offsets, scales : sequence of float, optional
+        Per-band normalisation ``x' = (x - offset) / scale`` (the statistics stored with
+        the model); nodata pixels become 0 after it. Identity by default.
+    class_values : sequence of int, optional
+        Value written for score index ``k``; ``k + 1`` by default (cluster ids 1..K).
+    colors : dict of int to str, optional
+        ``#rrggbb`` per class value, for the colour table.
+    classes : sequence of ClassInfo, optional
+        Names and colours per class value: colour table, ``LANDSEG_CLASSES`` tag and a
+        ``.qml`` style beside the output. Takes precedence over ``colors``.
+    n_classes : int, optional
+        K, when ``class_values`` is not given; found with a trial forward pass otherwise.
+    tile_size, overlap : int
+        Tile side and overlap in pixels (see :mod:`core.tiling`).
+    batch_size : int, optional
+        Tiles per forward pass; by device type by default (:data:`DEFAULT_BATCH`).
+    device : str
+        See :func:`select_device`.
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        See :func:`select_precision`.
+    nodata_zero : bool
+        Also treat pixels that are 0 in every band as nodata.
+    dst_probabilities : str, optional
+        GeoTIFF of the blended per-class probabilities (K float32 bands).
+    dst_confidence : str, optional
+        GeoTIFF of the highest class probability (float32).
+    overwrite : bool
+        Replace existing outputs.
+    reporter : Reporter, optional
+        Progress (per batch) and log sink.
+    threads : int, optional
+        CPU threads for PyTorch; every CPU available by default.
+
+    Returns
+    -------
+    dict
+        ``OUTPUT`` (and ``OUTPUT_PROBABILITIES``, ``OUTPUT_CONFIDENCE`` when asked),
+        ``DEVICE``, ``PRECISION``, ``TILES``, ``SKIPPED_TILES``, ``BATCH_SIZE``,
+        ``SECONDS`` and ``COUNTS``: pixels per class value (a dict).
+    """
+    import torch
+
+    report = reporter or Reporter("text")
+    info = io.inspect_raster(src)
+    band_list = io.resolve_bands(bands, info.count)
+    n_bands = len(band_list)
+    off = np.zeros(n_bands, np.float32) if offsets is None else np.asarray(offsets, np.float32)
+    scl = np.ones(n_bands, np.float32) if scales is None else np.asarray(scales, np.float32)
+    if off.shape != (n_bands,) or scl.shape != (n_bands,):
+        raise EngineError(
+            f"The normalisation has {off.size} offsets and {scl.size} scales for {n_bands} "
+            "bands; give one of each per band."
+        )
+    if np.any(scl == 0) or not np.all(np.isfinite(scl)) or not np.all(np.isfinite(off)):
+        raise EngineError("Normalisation scales must be finite and non-zero.")
+    outputs = [(dst, "OUTPUT")]
+    if dst_probabilities:
+        outputs.append((dst_probabilities, "OUTPUT_PROBABILITIES"))
+    if dst_confidence:
+        outputs.append((dst_confidence, "OUTPUT_CONFIDENCE"))
+    paths = [os.path.abspath(p) for p, _ in outputs]
+    if len(set(paths)) != len(paths):
+        raise EngineError("Two outputs have the same path; give each output its own file.")
+    for path, _ in outputs:
+        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
+        io.check_output_path(path, overwrite=overwrite)
+
+    dev, why = select_device(device)
+    autocast, precision_note = select_precision(precision, dev)
+    n_threads = set_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
+    model = model.eval().to(dev)
+    channels_last = dev.type in ("cpu", "cuda")
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    batch = int(batch_size or DEFAULT_BATCH.get(dev.type, 4))
+    if batch < 1:
+        raise EngineError(f"BATCH_SIZE must be at least 1, not {batch}.")
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(x).to(dev, non_blocking=True)
+        if channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if autocast is not None:
+                with torch.autocast(device_type=dev.type, dtype=autocast):
+                    scores = model(tensor)
+            else:
+                scores = model(tensor)
+            probs = torch.softmax(scores.float(), dim=1)
+        return probs.cpu().numpy()
+
+    if class_values is None:
+        if n_classes is None:
+            trial = np.zeros((1, n_bands, tile_size, tile_size), np.float32)
+            n_classes = forward(trial).shape[1]
+        values = np.arange(1, n_classes + 1, dtype=np.int64)
+    else:
+        values = np.asarray(class_values, dtype=np.int64)
+        if np.any(values < 1):
+            raise EngineError("Class values must be at least 1 (0 is the output's nodata).")
+    n_classes = int(values.size)
+    dtype = _label_dtype(values)
+    if classes is None and colors:
+        classes = [ClassInfo(int(v), f"class {v}", c) for v, c in sorted(colors.items())]
+    table = complete_classes([], classes) if classes else None
+
+    windows = make_windows(info.height, info.width, tile_size=tile_size, overlap=overlap)
+    weights = blend_weights(tile_size, overlap)
+    report.info(
+        f"Device: {dev} ({why}); precision: {precision_note}; "
+        f"{n_threads} CPU thread{'s' if n_threads != 1 else ''}; batch {batch}."
+    )
+    report.info(
+        f"{len(windows)} tiles of {tile_size} px with {overlap} px overlap over "
+        f"{info.width} x {info.height} px, {n_bands} bands, {n_classes} classes."
+    )
+    started = time.perf_counter()
+    counts = np.zeros(n_classes + 1, dtype=np.int64)
+    reader = _Reader(
+        src,
+        windows,
+        bands=band_list,
+        offsets=off,
+        scales=scl,
+        tile_size=tile_size,
+        batch_size=batch,
+        nodata_zero=nodata_zero,
+    )
+    profile = io.output_profile(info, count=1, dtype=dtype, nodata=0)
+    with contextlib.ExitStack() as stack:
+        tmp = {
+            key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
+            for path, key in outputs
+        }
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        labels_ds = stack.enter_context(rasterio.open(tmp["OUTPUT"], "w", **profile))
+        probs_ds = conf_ds = None
+        if dst_probabilities:
+            probs_ds = stack.enter_context(
+                rasterio.open(
+                    tmp["OUTPUT_PROBABILITIES"],
+                    "w",
+                    **io.output_profile(info, count=n_classes, dtype="float32", nodata=None),
+                )
+            )
+        if dst_confidence:
+            conf_ds = stack.enter_context(
+                rasterio.open(
+                    tmp["OUTPUT_CONFIDENCE"],
+                    "w",
+                    **io.output_profile(info, count=1, dtype="float32", nodata=-1.0),
+                )
+            )
+        strip = _Strip(n_classes, tile_size, info.width)
+        writer = _Writer(labels_ds, probs_ds, conf_ds, info.width, n_classes)
+
+        def flush(until: int) -> None:
+            """Write raster rows [strip.base, until)."""
+            n_rows = until - strip.base
+            if n_rows <= 0:
+                return
+            scores, weight, valid = strip.take(n_rows)
+            covered = valid & (weight > 0)
+            index = np.argmax(scores, axis=0)
+            lab = np.where(covered, values[index], 0).astype(dtype)
+            counts[:] += np.bincount(
+                np.where(covered, index + 1, 0).ravel(), minlength=n_classes + 1
+            )
+            probs = conf = None
+            if probs_ds is not None or conf_ds is not None:
+                probs = scores / np.maximum(weight, 1e-12)
+                probs[:, ~covered] = 0
+                if conf_ds is not None:
+                    conf = np.where(covered, probs.max(axis=0), -1.0).astype(np.float32)
+            writer.push(lab, probs if probs_ds is not None else None, conf)
+
+        def accumulate(win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
+            row = int(win.row_off)
+            if row > strip.base:
+                flush(row)
+            if probs is not None and valid is not None:
+                strip.add(probs, win, weights, valid)
+
+        done = 0
+        reader.start()
+        try:
+            for _, item in reader.items():
+                probs = (
+                    _forward_halving(forward, np.stack(item.tiles), report) if item.tiles else None
+                )
+                for win, k in zip(item.windows, item.index, strict=True):
+                    if k < 0:
+                        accumulate(win, None, None)
+                    else:
+                        accumulate(win, probs[k], item.valid[k])
+                done += len(item.windows)
+                report.progress(100.0 * done / len(windows))
+        finally:
+            reader.close()
+        flush(info.height)
+        writer.finish()
+        if table:
+            write_raster_classes(labels_ds, table)
+        labels_ds.close()
+    if table:
+        write_qml(dst, table)  # a QGIS style beside the output: names and colours
+    seconds = time.perf_counter() - started
+    report.info(
+        f"{done - reader.skipped} tiles in {seconds:.1f} s "
+        f"({(done - reader.skipped) / max(seconds, 1e-9):.2f} tiles/s); "
+        f"{reader.skipped} empty tiles skipped."
+    )
+    result: dict[str, Any] = {key: path for path, key in outputs}
+    result.update(
+        DEVICE=str(dev),
+        PRECISION=precision_note.split(" ")[0],
+        TILES=len(windows),
+        SKIPPED_TILES=reader.skipped,
+        BATCH_SIZE=batch,
+        SECONDS=round(seconds, 3),
+        COUNTS={int(v): int(c) for v, c in zip(values, counts[1:], strict=True) if c},
+    )
+    return result
+
+
+def _forward_halving(forward: Any, tiles: np.ndarray, report: Reporter) -> np.ndarray:
+    """Run a batch; on CUDA out-of-memory, split it in halves and go on."""
+    import torch
+
+    try:
+        return forward(tiles)
+    except torch.OutOfMemoryError:
+        if len(tiles) == 1:
+            raise EngineError(
+                "The GPU is out of memory even for one tile. Use a smaller TILE_SIZE, close "
+                "other GPU programs, or use DEVICE cpu."
+            ) from None
+        torch.cuda.empty_cache()
+        half = len(tiles) // 2
+        report.warning(f"GPU out of memory with {len(tiles)} tiles per batch: halving to {half}.")
+        first = _forward_halving(forward, tiles[:half], report)
+        return np.concatenate([first, _forward_halving(forward, tiles[half:], report)])
