@@ -61,6 +61,10 @@ DEFAULT_BATCH = {"cuda": 32, "mps": 8, "cpu": 4}
 PREFETCH_BATCHES = 2
 #: Output rows are written in chunks of this many rows (the GeoTIFF block height).
 WRITE_ROWS = 256
+#: Rows are labelled and shifted in chunks of this many columns (bounded temporaries).
+CHUNK_COLUMNS = 1024
+#: GDAL block cache while predicting, in MiB (reads and writes stay bounded).
+GDAL_CACHE_MB = 128
 
 
 def select_device(name: str = "auto") -> tuple[torch.device, str]:
@@ -282,22 +286,18 @@ class _Strip:
         self.weight[r : r + h, c : c + w] += wts
         self.valid[r : r + h, c : c + w] |= valid
 
-    def take(self, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Remove the first ``n_rows`` rows; return their scores, weights and validity."""
-        out = (
-            self.scores[:, :n_rows].copy(),
-            self.weight[:n_rows].copy(),
-            self.valid[:n_rows].copy(),
-        )
+    def shift(self, n_rows: int) -> None:
+        """Drop the first ``n_rows`` rows (now written) and move the strip down."""
         keep = self.weight.shape[0] - n_rows
-        self.scores[:, :keep] = self.scores[:, n_rows:]
-        self.scores[:, keep:] = 0
-        self.weight[:keep] = self.weight[n_rows:]
-        self.weight[keep:] = 0
-        self.valid[:keep] = self.valid[n_rows:]
-        self.valid[keep:] = False
+        for c0 in range(0, self.weight.shape[1], CHUNK_COLUMNS):
+            cols = slice(c0, c0 + CHUNK_COLUMNS)
+            self.scores[:, :keep, cols] = self.scores[:, n_rows:, cols].copy()
+            self.scores[:, keep:, cols] = 0
+            self.weight[:keep, cols] = self.weight[n_rows:, cols].copy()
+            self.weight[keep:, cols] = 0
+            self.valid[:keep, cols] = self.valid[n_rows:, cols].copy()
+            self.valid[keep:, cols] = False
         self.base += n_rows
-        return out
 
 
 class _Writer:
@@ -531,6 +531,8 @@ def predict_raster(
     )
     profile = io.output_profile(info, count=1, dtype=dtype, nodata=0)
     with contextlib.ExitStack() as stack:
+        # GDAL's block cache defaults to 5 % of RAM and would grow with the raster's width
+        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20))
         tmp = {
             key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
             for path, key in outputs
@@ -559,24 +561,31 @@ def predict_raster(
         writer = _Writer(labels_ds, probs_ds, conf_ds, info.width, n_classes)
 
         def flush(until: int) -> None:
-            """Write raster rows [strip.base, until)."""
+            """Write raster rows [strip.base, until), column chunk by column chunk."""
             n_rows = until - strip.base
             if n_rows <= 0:
                 return
-            scores, weight, valid = strip.take(n_rows)
-            covered = valid & (weight > 0)
-            index = np.argmax(scores, axis=0)
-            lab = np.where(covered, values[index], 0).astype(dtype)
-            counts[:] += np.bincount(
-                np.where(covered, index + 1, 0).ravel(), minlength=n_classes + 1
-            )
-            probs = conf = None
-            if probs_ds is not None or conf_ds is not None:
-                probs = scores / np.maximum(weight, 1e-12)
-                probs[:, ~covered] = 0
-                if conf_ds is not None:
-                    conf = np.where(covered, probs.max(axis=0), -1.0).astype(np.float32)
-            writer.push(lab, probs if probs_ds is not None else None, conf)
+            width = info.width
+            lab = np.zeros((n_rows, width), dtype=dtype)
+            probs = np.zeros((n_classes, n_rows, width), np.float32) if probs_ds else None
+            conf = np.full((n_rows, width), -1.0, np.float32) if conf_ds else None
+            for c0 in range(0, width, CHUNK_COLUMNS):
+                cols = slice(c0, c0 + CHUNK_COLUMNS)
+                scores = strip.scores[:, :n_rows, cols]
+                weight = strip.weight[:n_rows, cols]
+                covered = strip.valid[:n_rows, cols] & (weight > 0)
+                index = np.argmax(scores, axis=0)
+                lab[:, cols] = np.where(covered, values[index], 0)
+                counts[:] += np.bincount(index[covered] + 1, minlength=n_classes + 1)
+                if probs is not None or conf is not None:
+                    p = scores / np.maximum(weight, 1e-12)
+                    p[:, ~covered] = 0
+                    if probs is not None:
+                        probs[:, :, cols] = p
+                    if conf is not None:
+                        conf[:, cols] = np.where(covered, p.max(axis=0), -1.0)
+            strip.shift(n_rows)
+            writer.push(lab, probs, conf)
 
         def accumulate(win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
             row = int(win.row_off)
