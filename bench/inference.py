@@ -183,6 +183,10 @@ def shift_agreement(overlaps: list[int], folder: Path) -> dict[int, float]:
         layers += [torch.nn.Conv2d(16, 16, 3, padding=dilation, dilation=dilation), torch.nn.ReLU()]
     layers.append(torch.nn.Conv2d(16, 6, 1))
     net = torch.nn.Sequential(*layers)
+    for module in net.modules():  # no biases: labels follow the image, not a constant
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight)
+            torch.nn.init.zeros_(module.bias)
     rng = np.random.default_rng(0)
     base = rng.normal(0, 1, (4, 900, 900)).astype(np.float32)
     from scipy.ndimage import gaussian_filter

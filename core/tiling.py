@@ -35,6 +35,8 @@ __all__ = [
 
 DEFAULT_TILE_SIZE = 256
 DEFAULT_OVERLAP = 32
+#: Weight of the outer quarter of the overlap: positive, but negligible.
+FLOOR = 1e-3
 
 
 def offsets(length: int, *, tile_size: int, overlap: int) -> list[int]:
@@ -113,8 +115,9 @@ def pad_tile(array: np.ndarray, tile_size: int) -> np.ndarray:
 def _ramp(tile_size: int, overlap: int) -> np.ndarray:
     weights = np.ones(tile_size, dtype=np.float64)
     if overlap > 0:
-        x = (np.arange(overlap) + 0.5) / overlap  # in (0, 1): never exactly 0
-        rise = np.sin(0.5 * np.pi * x) ** 2
+        # raised cosine over the middle half of the overlap, a small floor outside it
+        t = np.clip((np.arange(overlap) + 0.5 - overlap / 4) / (overlap / 2), 0.0, 1.0)
+        rise = FLOOR + (1 - 2 * FLOOR) * np.sin(0.5 * np.pi * t) ** 2
         weights[:overlap] = rise
         weights[tile_size - overlap :] = rise[::-1]
     return weights
