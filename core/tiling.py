@@ -8,11 +8,15 @@ tile grid shows in the result. This is the "smooth tiling" used by segmentation
 toolkits (e.g. torchgeo's and MONAI's sliding-window inference), written for a streamed
 raster: see :mod:`core.inference`.
 
-The default overlap, 32 px (1/8 of a tile), is the smallest for which a network with
-a receptive field radius of up to ~16 px gives the same labels whether the raster is
-shifted or not (measured by ``tests/core/test_inference.py::test_shift_consistency``
-and ``bench/inference.py --overlaps``); it costs (256 / 224)² = 1.31x the work of
-non-overlapping tiles.
+The weights rise (raised cosine) over the middle half of the overlap and stay at a
+negligible floor in its outer quarter, where a tile's own padding corrupts its
+predictions; the two tiles' weights sum to one across the overlap.
+
+The default overlap, 32 px (1/8 of a tile), is the smallest that keeps labels of a
+raster and of the same raster shifted by 77 px in >= 99.5 % agreement for a network
+with a 15 px receptive-field radius (``bench/inference.py --overlaps``: 91.7 % without
+overlap, 98.0 % at 16 px, 99.78 % at 32 px, 99.99 % at 48 px); it costs
+(256 / 224)² = 1.31x the work of non-overlapping tiles, against 1.78x at 64 px.
 """
 
 from __future__ import annotations

@@ -224,3 +224,18 @@ def test_accumulator_does_not_grow_with_height() -> None:
     strip = _Strip(5, 256, 1000)
     assert strip.scores.shape == (5, 256, 1000) and strip.weight.shape == (256, 1000)
     assert inference.WRITE_ROWS == 256
+
+
+def test_batchnorm_folding_keeps_the_function() -> None:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()
+    )
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    net.eval()
+    folded = inference.fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    x = torch.randn(2, 3, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
