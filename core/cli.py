@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .params import (
+    DEFAULT_BLOCK_SIZE,
     DEFAULT_PERCENTILES,
     MAX_IN_MEMORY_PIXELS,
     NORMALIZATIONS,
@@ -140,7 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
             "--max-pixels",
             type=int,
             default=MAX_IN_MEMORY_PIXELS,
-            help=f"Largest raster accepted (default: {MAX_IN_MEMORY_PIXELS:,}).",
+            help="Largest raster whose --polygons are built in memory (default: "
+            f"{MAX_IN_MEMORY_PIXELS:,}); vectorize larger ones with the vectorize command.",
+        )
+        sub.add_argument(
+            "--block-size",
+            type=int,
+            default=DEFAULT_BLOCK_SIZE,
+            metavar="N",
+            help="Rasters with more rows or columns than this are segmented block by block "
+            f"(N x N plus a halo) in bounded memory (default: {DEFAULT_BLOCK_SIZE}).",
         )
         _add_param(sub, SEED)
         for param in params:
@@ -225,6 +235,7 @@ def _run_superpixels(args: argparse.Namespace, reporter: Reporter) -> dict[str, 
         dst_mean=args.mean,
         overwrite=args.overwrite,
         max_pixels=args.max_pixels,
+        block_size=args.block_size,
         reporter=reporter,
     )
 

@@ -135,5 +135,10 @@ SEEDED: frozenset[str] = frozenset({"quickshift"})
 #: What each method works on: bands stretched to this range (scikit-image's scale for it).
 STRETCH_RANGE: dict[str, float] = {"slic": 1.0, "quickshift": 100.0, "felzenszwalb": 1.0}
 
-#: Largest raster the in-memory superpixel path accepts, in pixels (rows x columns).
+#: Largest raster whose superpixel polygons are built in memory, in pixels (rows x columns).
+#: Segmenting itself has no size limit: rasters larger than a block are streamed.
 MAX_IN_MEMORY_PIXELS = 8192 * 8192
+
+#: Superpixels of rasters with more rows or columns than this are segmented block by block
+#: (``core/blocks.py``), in windows of this many pixels plus a halo.
+DEFAULT_BLOCK_SIZE = 2048

@@ -17,6 +17,7 @@ from affine import Affine
 
 from . import io, normalize
 from .params import (
+    DEFAULT_BLOCK_SIZE,
     DEFAULT_PERCENTILES,
     MAX_IN_MEMORY_PIXELS,
     SEEDED,
@@ -59,6 +60,7 @@ def run_superpixels(
     dst_mean: str | None = None,
     overwrite: bool = False,
     max_pixels: int = MAX_IN_MEMORY_PIXELS,
+    block_size: int = DEFAULT_BLOCK_SIZE,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Segment a raster into superpixels with SLIC, QuickShift or Felzenszwalb.
@@ -94,7 +96,11 @@ def run_superpixels(
     overwrite : bool
         Replace existing outputs.
     max_pixels : int
-        Largest raster accepted by this in-memory path.
+        Largest raster whose ``dst_polygons`` are built (in memory); larger rasters with
+        ``dst_polygons`` are refused (vectorize their ``dst`` with ``landseg:vectorize``).
+    block_size : int
+        Rasters with more rows or columns than this are segmented block by block, in
+        bounded memory (:mod:`core.blocks`); smaller ones in memory, in one piece.
     reporter : Reporter, optional
         Progress and log sink.
 
@@ -139,17 +145,33 @@ def run_superpixels(
         io.check_output_path(path, overwrite=overwrite)
 
     info = io.inspect_raster(src)
-    if info.pixels > max_pixels:
+    if dst_polygons and info.pixels > max_pixels:
         raise EngineError(
             f"{src} has {info.width} x {info.height} = {info.pixels:,} pixels, more than the "
-            f"{max_pixels:,} this in-memory superpixel path accepts. Clip the raster or "
-            "segment it in parts (a streaming path for larger rasters is planned)."
+            f"{max_pixels:,} whose segment polygons are built in memory. Leave the polygons "
+            "out and vectorize the segment raster with landseg:vectorize (it streams), or "
+            "clip the raster."
         )
     band_list = io.resolve_bands(bands, info.count)
     report.info(
         f"Input {info.width} x {info.height} px, bands {band_list} of {info.count}, "
         f"{'CRS ' + _crs_name(info.crs_wkt) if info.crs_wkt else 'no georeferencing'}."
     )
+    if max(info.width, info.height) > block_size:
+        return _superpixels_in_blocks(
+            method,
+            src=src,
+            info=info,
+            band_list=band_list,
+            kwargs=kwargs,
+            outputs=outputs,
+            normalization=normalization,
+            percentiles=percentiles,
+            nodata_zero=nodata_zero,
+            overwrite=overwrite,
+            block_size=block_size,
+            report=report,
+        )
 
     with io.open_raster(src) as raster:
         image, valid = io.read_bands(raster, band_list, nodata_zero=nodata_zero)
@@ -204,6 +226,74 @@ def run_superpixels(
             )
         report.progress(100)
 
+    result: dict[str, Any] = {key: path for path, key in outputs}
+    result["N_SEGMENTS"] = n_segments
+    return result
+
+
+def _superpixels_in_blocks(
+    method: str,
+    *,
+    src: str,
+    info: io.RasterInfo,
+    band_list: list[int],
+    kwargs: dict[str, Any],
+    outputs: list[tuple[str, str]],
+    normalization: str,
+    percentiles: tuple[float, float],
+    nodata_zero: bool,
+    overwrite: bool,
+    block_size: int,
+    report: Reporter,
+) -> dict[str, Any]:
+    """Run the streamed path of :func:`run_superpixels` (rasters larger than a block)."""
+    from .blocks import segment_in_blocks, write_mean_raster
+
+    keys = {key for _, key in outputs}
+    report.info(f"Segmenting with {method}: " + ", ".join(f"{k}={v}" for k, v in kwargs.items()))
+    with contextlib.ExitStack() as stack:
+        tmp = {
+            key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
+            for path, key in outputs
+        }
+        n_segments, _counts, means = segment_in_blocks(
+            method,
+            src=src,
+            bands=band_list,
+            params=kwargs,
+            dst=tmp["OUTPUT"],
+            info=info,
+            normalization=normalization,
+            percentiles=percentiles,
+            nodata_zero=nodata_zero,
+            block_size=block_size,
+            want_means=len(keys) > 1,
+            reporter=report,
+        )
+        if n_segments == 0:
+            raise EngineError(
+                f"{src} has no valid pixel in bands {band_list}: every pixel is nodata"
+                f"{' or 0 in all bands' if nodata_zero else ''}. Check the raster's nodata "
+                "value and the selected bands."
+            )
+        if "OUTPUT_MEAN" in keys and means is not None:
+            write_mean_raster(
+                tmp["OUTPUT"],
+                tmp["OUTPUT_MEAN"],
+                means,
+                info=info,
+                nodata=MEAN_NODATA,
+                descriptions=[f"mean of band {b}" for b in band_list],
+                block_size=block_size,
+            )
+            report.progress(95)
+        if "OUTPUT_POLYGONS" in keys and means is not None:
+            with io.open_raster(tmp["OUTPUT"]) as raster:
+                labels = raster.read(1)
+            _write_segment_polygons(
+                tmp["OUTPUT_POLYGONS"], labels, means, band_list, info, n_segments
+            )
+        report.progress(100)
     result: dict[str, Any] = {key: path for path, key in outputs}
     result["N_SEGMENTS"] = n_segments
     return result

@@ -114,10 +114,14 @@ def test_all_nodata_and_wrong_output_format(tmp_path):
     assert proc.returncode == 2 and "give a .tif path" in proc.stderr
 
 
-def test_too_large_rasters_are_refused_with_the_limit(tmp_path):
+def test_polygons_of_too_large_rasters_are_refused_with_the_limit(tmp_path):
+    # Segmenting has no size limit (large rasters are streamed, tests/core/test_blocks.py);
+    # polygons are built in memory, up to --max-pixels.
     src = write_tif(tmp_path / "in.tif", parcels((40, 40), 1))
-    proc = engine("slic", str(src), str(tmp_path / "o.tif"), "--max-pixels", "1000", check=False)
+    args = ("slic", str(src), str(tmp_path / "o.tif"), "--max-pixels", "1000")
+    proc = engine(*args, "--polygons", str(tmp_path / "o.gpkg"), check=False)
     assert proc.returncode == 2 and "1,000" in proc.stderr and "1,600" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 
 def test_sigterm_leaves_no_partial_output(tmp_path):

@@ -1,0 +1,679 @@
+"""Superpixels of rasters of any size: block by block with a halo, seam-free.
+
+:func:`segment_in_blocks` runs SLIC, QuickShift or Felzenszwalb (:mod:`core.superpixels`)
+on square blocks of ``block_size`` pixels, each read with a halo around it, and writes
+segment ids that are unique over the whole raster. Memory is bounded by the block (one
+window of ``(block_size + 2 * halo)**2`` pixels and its working arrays) and GDAL's block
+cache (capped at :data:`GDAL_CACHE_MB`), not by the raster's size; only when segment means
+are asked for, a table of ``bands + 1`` numbers per segment is added.
+
+Scheme (claiming in raster order, in the spirit of the stable-margin tiling of Lassalle
+et al. [1]_):
+
+1. **Global statistics.** The band limits of the stretch come from a regular subsample of
+   the whole raster (a decimated, nearest-neighbour read of about
+   :data:`SAMPLE_PIXELS` pixels), not from each block, so values mean the same in every
+   block. SLIC's grid step ``sqrt(valid pixels / n_segments)`` and value range are global
+   too, so segments have the same size and compactness everywhere.
+2. **Blocks in raster order.** Block ``b``'s window (core plus halo) is read and
+   stretched. Pixels already *claimed* by earlier blocks are masked out, so the block
+   segments only the rest: the segmenter sees the claimed region's edge, which follows
+   earlier segments' own boundaries, never a straight line.
+3. **Claiming.** Each local segment with at least one pixel in ``b``'s core is claimed by
+   ``b``. A *complete* segment (not touching an edge of the window that lies inside the
+   raster) is claimed whole, halo pixels included: it crosses the block border exactly as
+   the segmenter drew it, and the later blocks keep it. An *open* segment (cut by the
+   window's edge, so its extent is unknown) is claimed only inside the core; its pixels
+   beyond the core are written as *hints* carrying its id. A later block's local segment
+   that is adjacent to that id and lies for more than half on its hints continues it
+   (takes the same id), so segments larger than the halo also cross borders.
+4. **Ids.** A new id is the next integer, so ids are 1..N, contiguous and unique over the
+   raster, in the order segments are claimed (block by block). With SLIC's
+   ``enforce_connectivity`` every id is one 4-connected region: the core part of an open
+   segment is split into its connected pieces, and a continuation must touch the piece it
+   continues.
+
+The labels being built and the hints live in two int32 scratch files beside the output
+(8 bytes per pixel of disk; read and written by rows, so they stay in the page cache, not
+in the process), removed at the end, also on failure or cancellation. A second pass copies
+the labels into the tiled GeoTIFF output and gathers per-segment pixel counts and band
+means; a third paints the mean raster when asked for.
+
+Differences with the in-memory path (same parameters): the stretch limits come from a
+regular instead of a random subsample; SLIC's valid pixel count is estimated from that
+subsample; Gaussian smoothing is done per window (exact at least ``4 sigma`` from the
+window edge, which lies in the halo); QuickShift's tie-breaking noise is drawn per block
+from ``(seed, block index)``, so a result is reproducible for the same seed *and* block
+size.
+
+References
+----------
+.. [1] P. Lassalle, J. Inglada, J. Michel, M. Grizonnet and J. Malik, "A Scalable
+       Tile-Based Framework for Region-Merging Segmentation", IEEE TGRS 53(10),
+       pp. 5473-5485, 2015. :DOI:`10.1109/TGRS.2015.2422848`
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from . import _superpixel_kernels as _k
+from . import io, normalize
+from .params import STRETCH_RANGE
+from .protocol import EngineError, Reporter
+
+__all__ = [
+    "SAMPLE_PIXELS",
+    "BlockPlan",
+    "block_halo",
+    "global_statistics",
+    "plan_blocks",
+    "segment_in_blocks",
+]
+
+#: Pixels read (decimated) to estimate the global stretch limits and valid fraction.
+SAMPLE_PIXELS = 1_000_000
+#: Smallest block accepted (pixels per side).
+MIN_BLOCK_SIZE = 64
+#: GDAL block cache while streaming (MB), so GDAL's cache cannot grow with the raster.
+GDAL_CACHE_MB = 128
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """Blocks of a raster: cores of ``block_size`` pixels in raster order, plus a halo.
+
+    Attributes
+    ----------
+    height, width : int
+        Raster size.
+    block_size : int
+        Core side (the last row and column of blocks may be smaller).
+    halo : int
+        Pixels read around each core (clipped at the raster edge).
+    """
+
+    height: int
+    width: int
+    block_size: int
+    halo: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Number of block rows and columns."""
+        return (-(-self.height // self.block_size), -(-self.width // self.block_size))
+
+    def __len__(self) -> int:
+        rows, cols = self.shape
+        return rows * cols
+
+    def __iter__(self) -> Iterator[tuple[Window, Window]]:
+        """Yield ``(core, window)`` pairs in raster order; window = core plus halo."""
+        size, halo = self.block_size, self.halo
+        for row0 in range(0, self.height, size):
+            for col0 in range(0, self.width, size):
+                row1 = min(row0 + size, self.height)
+                col1 = min(col0 + size, self.width)
+                top, left = max(row0 - halo, 0), max(col0 - halo, 0)
+                bottom = min(row1 + halo, self.height)
+                right = min(col1 + halo, self.width)
+                yield (
+                    Window(col0, row0, col1 - col0, row1 - row0),
+                    Window(left, top, right - left, bottom - top),
+                )
+
+
+def plan_blocks(height: int, width: int, block_size: int, halo: int) -> BlockPlan:
+    """Check the block size and return the plan (see :class:`BlockPlan`)."""
+    if block_size < MIN_BLOCK_SIZE:
+        raise EngineError(
+            f"The block size must be at least {MIN_BLOCK_SIZE} pixels, not {block_size}; "
+            "blocks of 1024-4096 pixels are a good choice."
+        )
+    return BlockPlan(height, width, int(block_size), int(min(max(halo, 0), block_size)))
+
+
+def block_halo(method: str, params: dict[str, Any], *, step: float = 0.0) -> int:
+    """Halo (pixels) around each block for a method and its parameters.
+
+    The halo is the context a segment near the core border needs to come out as it would
+    in one piece. SLIC: a pixel joins one of the centres of the 3 x 3 grid cells around
+    it, so a segment reaches about 1.5 grid steps from its cell; 2.5 steps leave a margin.
+    QuickShift: a pixel's density sums over ``ceil(3 kernel_size)`` pixels and its parent
+    is searched as far again; 4 such radii cover a density and a link from the core
+    border. Felzenszwalb: segments have no size bound; 64 pixels covers typical segments
+    at the default scale (larger ones continue through hints). Gaussian smoothing adds
+    ``4 sigma`` (the kernel's radius).
+    """
+    pad = math.ceil(4 * float(params.get("sigma", 0.0)))
+    if method == "slic":
+        core = math.ceil(2.5 * step)
+    elif method == "quickshift":
+        core = 4 * math.ceil(3 * float(params["kernel_size"]))
+    else:
+        core = 64
+    return max(core, 16) + pad
+
+
+def global_statistics(
+    src: rasterio.DatasetReader,
+    bands: Sequence[int],
+    *,
+    nodata_zero: bool,
+    method: str,
+    percentiles: tuple[float, float],
+    out_max: float,
+) -> tuple[np.ndarray | None, float, tuple[float, float]]:
+    """Stretch limits, valid fraction and stretched value range from a raster subsample.
+
+    Reads every ``f``-th row and column (nearest neighbour, so the values are real pixel
+    values), ``f`` chosen to read about :data:`SAMPLE_PIXELS` pixels.
+
+    Returns
+    -------
+    limits : (C, 2) ndarray or None
+        Per-band low and high of the stretch; None for ``method="none"``.
+    valid_fraction : float
+        Fraction of valid pixels in the subsample.
+    value_range : (float, float)
+        Smallest and largest stretched value over all bands (SLIC's value scaling).
+
+    Raises
+    ------
+    EngineError
+        If no pixel of the subsample is valid.
+    """
+    factor = max(math.ceil(math.sqrt(src.height * src.width / SAMPLE_PIXELS)), 1)
+    shape = (len(bands), -(-src.height // factor), -(-src.width // factor))
+    image = src.read(list(bands), out_shape=shape, resampling=Resampling.nearest,
+                     out_dtype="float32")  # fmt: skip
+    masks = src.read_masks(list(bands), out_shape=shape, resampling=Resampling.nearest)
+    valid = np.all(masks > 0, axis=0) & np.all(np.isfinite(image), axis=0)
+    if nodata_zero:
+        valid &= np.any(image != 0, axis=0)
+    if not valid.any():
+        raise EngineError(
+            f"{src.name} has no valid pixel in bands {list(bands)} (in a subsample of "
+            f"{shape[1]} x {shape[2]} px): check the raster's nodata value and the bands."
+        )
+    limits = None
+    if method != "none":
+        limits = normalize.band_limits(image, valid, method=method, percentiles=percentiles)
+    stretched = normalize.stretch(image, valid, method=method, out_max=out_max, limits=limits)
+    values = stretched[:, valid]
+    return limits, float(valid.mean()), (float(values.min()), float(values.max()))
+
+
+class _Scratch:
+    """An (H, W) int32 plane in a file, read and written by windows (zeros at start).
+
+    Rows of a window are read and written with seeks (portable; the data stay in the
+    operating system's page cache, not in this process).
+    """
+
+    def __init__(self, folder: Path, height: int, width: int, name: str) -> None:
+        fd, path = tempfile.mkstemp(prefix=f".landseg-{name}-", suffix=".bin", dir=folder)
+        self.path, self.width = Path(path), width
+        self.file = os.fdopen(fd, "r+b", buffering=0)
+        self.file.truncate(height * width * 4)  # zeros; sparse where the system allows
+
+    def _offset(self, window: Window, row: int) -> int:
+        return ((int(window.row_off) + row) * self.width + int(window.col_off)) * 4
+
+    def read(self, window: Window) -> np.ndarray:
+        out = np.empty((int(window.height), int(window.width)), dtype=np.int32)
+        for i, row in enumerate(out):
+            self.file.seek(self._offset(window, i))
+            if self.file.readinto(memoryview(row).cast("B")) != row.nbytes:
+                raise OSError(f"Short read from the scratch file {self.path}.")
+        return out
+
+    def write(self, window: Window, array: np.ndarray) -> None:
+        array = np.ascontiguousarray(array, dtype=np.int32)
+        for i, row in enumerate(array):
+            self.file.seek(self._offset(window, i))
+            self.file.write(memoryview(row).cast("B"))
+
+    def close(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _slic_window(
+    image: np.ndarray,
+    mask: np.ndarray,
+    *,
+    step: float,
+    value_range: float,
+    compactness: float,
+    max_num_iter: int,
+    enforce_connectivity: bool,
+    min_size_factor: float,
+    max_size_factor: float,
+) -> np.ndarray:
+    """SLIC on one window with the global grid step and value range (see ``superpixels.slic``).
+
+    Same kernels and steps as :func:`core.superpixels.slic`; only the step (so the number
+    of centres), the value scaling and the size limits are the raster's, not the window's.
+    """
+    from .superpixels import _chunks
+
+    has_mask = not bool(mask.all())
+    mask_arg = np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool)
+    height, width = image.shape[1:]
+    s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
+    means, weight, _, _, _ = _k.slic_blocks(image, mask_arg, has_mask, s)
+    rows = max(round(height / step), 1)
+    cols = max(round(width / step), 1)
+    spacing = max(height / rows, width / cols)
+    wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
+    centres, _, samples = _k.slic_kmeans(
+        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), _chunks()
+    )
+    labels = _k.slic_assign_full(image, mask_arg, has_mask, s, samples, centres, wsp)
+    if not enforce_connectivity:
+        return _k.relabel_consecutive(labels, rows * cols)
+    segment_size = step * step
+    min_size = int(min_size_factor * segment_size)
+    max_size = max(int(max_size_factor * segment_size), 1)
+    return _k.connected_relabel(labels, min_size, max_size, _chunks())
+
+
+class _Segmenter:
+    """Segment one window's free pixels with a method and the raster-wide settings."""
+
+    def __init__(
+        self,
+        method: str,
+        params: dict[str, Any],
+        *,
+        step: float,
+        value_range: float,
+    ) -> None:
+        self.method = method
+        self.params = dict(params)
+        self.sigma = float(self.params.pop("sigma", 0.0))
+        self.seed = int(self.params.pop("seed", 0))
+        if method == "slic":
+            self.params.pop("n_segments")  # the global grid step stands for it
+        self.step = step
+        self.value_range = value_range
+
+    def smooth(self, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Gaussian smoothing over all valid pixels (claimed or not), as in memory."""
+        if self.sigma <= 0:
+            return image
+        from .superpixels import _smooth
+
+        return _smooth(image, valid, not bool(valid.all()), self.sigma)
+
+    def __call__(self, image: np.ndarray, free: np.ndarray, index: int) -> np.ndarray:
+        from . import superpixels
+
+        if self.method == "slic":
+            return _slic_window(
+                image, free, step=self.step, value_range=self.value_range, **self.params
+            )
+        if self.method == "quickshift":
+            seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+            return superpixels.quickshift(image, mask=free, seed=seed, sigma=0, **self.params)
+        return superpixels.felzenszwalb(image, mask=free, sigma=0, **self.params)
+
+
+def _open_edges(window: Window, height: int, width: int) -> tuple[bool, bool, bool, bool]:
+    """Which edges of a window (top, bottom, left, right) lie inside the raster."""
+    return (
+        window.row_off > 0,
+        window.row_off + window.height < height,
+        window.col_off > 0,
+        window.col_off + window.width < width,
+    )
+
+
+def _touching(local: np.ndarray, n: int, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
+    """Which local segments (1..n) touch an open window edge."""
+    touch = np.zeros(n + 1, dtype=bool)
+    for is_open, line in zip(edges, (local[0], local[-1], local[:, 0], local[:, -1]), strict=True):
+        if is_open:
+            touch[line] = True
+    touch[0] = False
+    return touch
+
+
+def _neighbour_pairs(local: np.ndarray, claimed: np.ndarray) -> np.ndarray:
+    """Codes ``local * 2**32 + claimed`` of 4-adjacent (local segment, claimed id) pairs."""
+    codes = []
+    for a, b in (
+        (local[:, :-1], claimed[:, 1:]),
+        (local[:, 1:], claimed[:, :-1]),
+        (local[:-1], claimed[1:]),
+        (local[1:], claimed[:-1]),
+    ):
+        hit = (a > 0) & (b > 0)
+        codes.append((a[hit].astype(np.int64) << 32) | b[hit].astype(np.int64))
+    return np.unique(np.concatenate(codes))
+
+
+def _continuations(
+    local: np.ndarray, hints: np.ndarray, claimed: np.ndarray, sizes: np.ndarray
+) -> np.ndarray:
+    """For each local segment, the id it continues (0: none).
+
+    A local segment continues id ``g`` when more than half of its pixels carry ``g``'s
+    hint and it touches a pixel claimed with ``g``; each ``g`` is continued by at most
+    one local segment (the one with most of its hints).
+    """
+    take = np.zeros(sizes.shape[0], dtype=np.int64)
+    sel = (local > 0) & (hints > 0)
+    if not sel.any():
+        return take
+    codes, counts = np.unique(
+        (local[sel].astype(np.int64) << 32) | hints[sel].astype(np.int64), return_counts=True
+    )
+    segs, ids = codes >> 32, codes & 0xFFFFFFFF
+    ok = 2 * counts > sizes[segs]
+    ok &= np.isin(codes, _neighbour_pairs(local, claimed))
+    segs, ids, counts = segs[ok], ids[ok], counts[ok]
+    order = np.lexsort((-counts, ids))  # by id, most hints first
+    segs, ids = segs[order], ids[order]
+    first = np.ones(ids.shape[0], dtype=bool)
+    first[1:] = ids[1:] != ids[:-1]
+    take[segs[first]] = ids[first]
+    return take
+
+
+def _claim(
+    local: np.ndarray,
+    claimed: np.ndarray,
+    hints: np.ndarray,
+    core: tuple[slice, slice],
+    edges: tuple[bool, bool, bool, bool],
+    next_id: int,
+    *,
+    connectivity: int,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Give raster-wide ids to the local segments this block owns (see the module doc).
+
+    Returns the window's updated labels and hints and the next unused id.
+    """
+    from skimage.measure import label as components
+
+    n = int(local.max())
+    sizes = np.bincount(local.ravel(), minlength=n + 1)
+    in_core = np.bincount(local[core].ravel(), minlength=n + 1) > 0
+    in_core[0] = False
+    touch = _touching(local, n, edges)
+    take = _continuations(local, hints, claimed, sizes)
+    complete = in_core & ~touch
+    open_ = in_core & touch
+
+    ids = np.zeros(n + 1, dtype=np.int64)
+    new = (complete | open_) & (take == 0)
+    ids[new] = next_id + np.arange(int(new.sum()))
+    next_id += int(new.sum())
+    ids[take > 0] = take[take > 0]
+
+    labels = claimed.copy()
+    whole = complete[local]
+    labels[whole] = ids[local[whole]]
+    hints = hints.copy()
+    if open_.any():
+        core_local = local[core]
+        pieces_local = np.where(open_[core_local], core_local, 0)
+        pieces = components(pieces_local, background=0, connectivity=connectivity)
+        m = int(pieces.max())
+        piece_size = np.bincount(pieces.ravel(), minlength=m + 1)
+        piece_seg = np.zeros(m + 1, dtype=np.int64)
+        piece_seg[pieces.ravel()] = pieces_local.ravel()
+        # The largest piece of each open segment keeps its id; the others get new ones.
+        order = np.lexsort((-piece_size[1:], piece_seg[1:])) + 1
+        keep = np.zeros(m + 1, dtype=bool)
+        seg_sorted = piece_seg[order]
+        keep[order[np.r_[True, seg_sorted[1:] != seg_sorted[:-1]]]] = True
+        piece_id = np.zeros(m + 1, dtype=np.int64)
+        piece_id[keep] = ids[piece_seg[keep]]
+        extra = ~keep
+        extra[0] = False
+        piece_id[extra] = next_id + np.arange(int(extra.sum()))
+        next_id += int(extra.sum())
+        core_labels = labels[core]
+        hit = pieces > 0
+        core_labels[hit] = piece_id[pieces[hit]]
+        labels[core] = core_labels
+        # Hints: the open segments' pixels beyond the core, still unclaimed.
+        beyond = open_[local] & (labels == 0)
+        hints[beyond] = ids[local[beyond]]
+    return labels, hints, next_id
+
+
+def segment_in_blocks(
+    method: str,
+    *,
+    src: str,
+    bands: Sequence[int],
+    params: dict[str, Any],
+    dst: str | os.PathLike[str],
+    info: io.RasterInfo,
+    normalization: str,
+    percentiles: tuple[float, float],
+    nodata_zero: bool,
+    block_size: int,
+    want_means: bool = False,
+    reporter: Reporter | None = None,
+) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """Segment a raster block by block and write the segment ids (see the module doc).
+
+    Parameters
+    ----------
+    method : {"slic", "quickshift", "felzenszwalb"}
+        Superpixel method.
+    src : str
+        Input raster.
+    bands : sequence of int
+        1-based bands (checked).
+    params : dict
+        The method's parameters by core keyword name (complete), plus ``seed`` for
+        QuickShift.
+    dst : path
+        Output GeoTIFF (int32, ids 1..N, nodata 0), written window by window.
+    info : RasterInfo
+        The input's description.
+    normalization, percentiles
+        Stretch (see :func:`core.normalize.stretch`), with limits from the whole raster.
+    nodata_zero : bool
+        Also treat pixels that are 0 in every band as nodata.
+    block_size : int
+        Core side of a block, pixels.
+    want_means : bool
+        Also return per-segment pixel counts and band means.
+    reporter : Reporter, optional
+        Progress (0-90, per block) and log.
+
+    Returns
+    -------
+    n_segments : int
+        N, the number of segments (ids 1..N).
+    counts : (N + 1,) int64 ndarray or None
+        Pixels per id (``want_means``).
+    means : (N + 1, C) float64 ndarray or None
+        Band means per id, NaN in row 0 (``want_means``).
+    """
+    report = reporter or Reporter("text")
+    height, width = info.height, info.width
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), io.open_raster(src) as raster:
+        limits, valid_fraction, (low, high) = global_statistics(
+            raster,
+            bands,
+            nodata_zero=nodata_zero,
+            method=normalization,
+            percentiles=percentiles,
+            out_max=STRETCH_RANGE[method],
+        )
+        step = 0.0
+        if method == "slic":
+            n_valid = max(valid_fraction * height * width, 1.0)
+            step = max(math.sqrt(n_valid / params["n_segments"]), 1.0)
+        plan = plan_blocks(height, width, block_size, block_halo(method, params, step=step))
+        report.info(
+            f"Streaming {len(plan)} blocks of {plan.block_size} px with a {plan.halo} px halo"
+            + (f" (SLIC grid step {step:.1f} px)" if step else "")
+            + "."
+        )
+        if step > plan.block_size:
+            report.warning(
+                f"SLIC segments (about {step:.0f} px across) are larger than a block; "
+                "raise the block size or n_segments for regular segments."
+            )
+        segmenter = _Segmenter(method, params, step=step, value_range=high - low)
+        connectivity = 1 if method == "slic" else 2
+        folder = Path(os.fspath(dst)).resolve().parent
+        scratch = [_Scratch(folder, height, width, name) for name in ("labels", "hints")]
+        try:
+            started = time.perf_counter()
+            next_id = 1
+            for index, (core, window) in enumerate(plan):
+                image, valid = io.read_bands(raster, bands, window=window, nodata_zero=nodata_zero)
+                claimed = scratch[0].read(window)
+                free = valid & (claimed == 0)
+                rows = slice(
+                    core.row_off - window.row_off, core.row_off - window.row_off + core.height
+                )
+                cols = slice(
+                    core.col_off - window.col_off, core.col_off - window.col_off + core.width
+                )
+                if free[rows, cols].any():
+                    image = normalize.stretch(
+                        image,
+                        valid,
+                        method=normalization,
+                        out_max=STRETCH_RANGE[method],
+                        limits=limits,
+                    )
+                    image = segmenter.smooth(image, valid)
+                    local = segmenter(image, free, index)
+                    del image
+                    labels, hints, next_id = _claim(
+                        local,
+                        claimed,
+                        scratch[1].read(window),
+                        (rows, cols),
+                        _open_edges(window, height, width),
+                        next_id,
+                        connectivity=connectivity,
+                    )
+                    scratch[0].write(window, labels)
+                    scratch[1].write(window, hints)
+                report.progress(5 + 75 * (index + 1) / len(plan))
+            n_segments = next_id - 1
+            report.info(
+                f"{n_segments} segments in {len(plan)} blocks in "
+                f"{time.perf_counter() - started:.2f} s."
+            )
+            counts, means = _copy_out(
+                scratch[0], raster, bands, dst, info, plan, want_means, nodata_zero, n_segments
+            )
+        finally:
+            for plane in scratch:
+                plane.close()
+    report.progress(90)
+    return n_segments, counts, means
+
+
+def _aligned_windows(height: int, width: int, size: int) -> Iterator[Window]:
+    """Windows of about ``size`` pixels aligned to the output's 256-pixel tiles."""
+    size = max(256, size // 256 * 256)
+    for row0 in range(0, height, size):
+        for col0 in range(0, width, size):
+            yield Window(col0, row0, min(size, width - col0), min(size, height - row0))
+
+
+def _output_profile(info: io.RasterInfo, count: int, dtype: str, nodata: float) -> dict:
+    profile: dict[str, Any] = {
+        **io.GTIFF_OPTIONS,
+        "width": info.width,
+        "height": info.height,
+        "count": count,
+        "dtype": dtype,
+        "nodata": nodata,
+        "transform": rasterio.Affine(*info.transform),
+        "crs": rasterio.crs.CRS.from_wkt(info.crs_wkt) if info.crs_wkt else None,
+    }
+    if dtype.startswith("float"):
+        profile["predictor"] = 3
+    if info.width < 256 or info.height < 256:  # as io.write_raster: strips, not tiles
+        profile.update(tiled=False)
+        for key in ("blockxsize", "blockysize"):
+            profile.pop(key)
+    return profile
+
+
+def _copy_out(
+    labels: _Scratch,
+    raster: rasterio.DatasetReader,
+    bands: Sequence[int],
+    dst: str | os.PathLike[str],
+    info: io.RasterInfo,
+    plan: BlockPlan,
+    want_means: bool,
+    nodata_zero: bool,
+    n_segments: int,
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Copy the scratch labels into the output GeoTIFF; sum pixels and band values."""
+    counts = np.zeros(n_segments + 1, dtype=np.int64) if want_means else None
+    sums = np.zeros((n_segments + 1, len(bands)), dtype=np.float64) if want_means else None
+    profile = _output_profile(info, 1, "int32", 0)
+    with rasterio.open(dst, "w", **profile) as out:
+        for window in _aligned_windows(info.height, info.width, plan.block_size):
+            block = labels.read(window)
+            out.write(block, 1, window=window)
+            if counts is not None and sums is not None:
+                image, _ = io.read_bands(raster, bands, window=window, nodata_zero=nodata_zero)
+                flat = block.ravel()
+                counts += np.bincount(flat, minlength=n_segments + 1)
+                for c in range(len(bands)):
+                    sums[:, c] += np.bincount(
+                        flat, weights=image[c].ravel().astype(np.float64), minlength=n_segments + 1
+                    )
+    if counts is None or sums is None:
+        return None, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = sums / counts[:, None]
+    means[0] = np.nan
+    return counts, means
+
+
+def write_mean_raster(
+    labels_path: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    means: np.ndarray,
+    *,
+    info: io.RasterInfo,
+    nodata: float,
+    descriptions: Sequence[str],
+    block_size: int,
+) -> None:
+    """Paint each segment of a segment-id raster with its band means, window by window."""
+    table = means.astype(np.float32).copy()
+    table[0] = nodata
+    profile = _output_profile(info, table.shape[1], "float32", nodata)
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
+        rasterio.open(labels_path) as labels,
+        rasterio.open(dst, "w", **profile) as out,
+    ):
+        for index, text in enumerate(descriptions, start=1):
+            out.set_band_description(index, text)
+        for window in _aligned_windows(info.height, info.width, block_size):
+            out.write(np.moveaxis(table[labels.read(1, window=window)], -1, 0), window=window)
