@@ -194,7 +194,46 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--errors", help="GeoTIFF of correct (1) / wrong (2) pixels.")
     acc.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
     acc.set_defaults(handler=_run_accuracy)
+    vec = commands.add_parser(
+        "vectorize",
+        help="Polygons of a classified or segment raster (one per connected region).",
+        description="Classified or segment raster -> polygons with value, class name, pixel "
+        "count and area; optional sieve and topology-preserving simplification; read in strips "
+        "(rasters larger than memory).",
+    )
+    vec.add_argument("input", help="Classified or segment raster.")
+    vec.add_argument("output", help="Vector file (.gpkg, .shp, .geojson, .fgb, ...).")
+    vec.add_argument("--band", type=int, default=1, help="Band to vectorize (default: 1).")
+    vec.add_argument("--connectivity", type=int, choices=(4, 8), default=4)
+    vec.add_argument("--min-pixels", type=int, default=0, help="Sieve: smallest region, pixels.")
+    vec.add_argument(
+        "--min-area", type=float, default=0.0, help="Sieve: smallest region, map units²."
+    )
+    vec.add_argument("--simplify", type=float, default=0.0, help="Tolerance in map units (0: off).")
+    vec.add_argument("--strip-rows", type=int, default=None, help="Rows read at a time.")
+    vec.add_argument("--overwrite", action="store_true", help="Replace an existing output.")
+    vec.set_defaults(handler=_run_vectorize)
+    from .supervised_cli import add_commands as add_supervised_commands
+
+    add_supervised_commands(commands)
     return parser
+
+
+def _run_vectorize(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    from .vectorize import run_vectorize
+
+    return run_vectorize(
+        src=args.input,
+        dst=args.output,
+        band=args.band,
+        connectivity=args.connectivity,
+        min_pixels=args.min_pixels,
+        min_area=args.min_area,
+        simplify=args.simplify,
+        strip_rows=args.strip_rows,
+        overwrite=args.overwrite,
+        reporter=reporter,
+    )
 
 
 def _run_accuracy(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:

@@ -74,6 +74,27 @@ def style_outlines(layer: QgsVectorLayer) -> None:
     layer.triggerRepaint()
 
 
+def style_polygon_classes(
+    layer: QgsVectorLayer, classes: Sequence[Mapping[str, Any]], *, field: str = "value"
+) -> bool:
+    """Categorize polygons by their class ``field`` with the class table's names and colours.
+
+    Returns False when the table is empty.
+    """
+    from qgis.core import QgsCategorizedSymbolRenderer, QgsRendererCategory, QgsSymbol
+
+    if not classes:
+        return False
+    categories = []
+    for c in classes:
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(QColor(str(c["color"])))
+        categories.append(QgsRendererCategory(int(c["value"]), symbol, str(c["name"])))
+    layer.setRenderer(QgsCategorizedSymbolRenderer(field, categories))
+    layer.triggerRepaint()
+    return True
+
+
 def style_classes(layer: QgsRasterLayer, classes: Sequence[Mapping[str, Any]]) -> bool:
     """Apply a class table (``[{"value", "name", "color"}, ...]``, as the engine returns it).
 

@@ -10,11 +10,16 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
     from .accuracy import AccuracyAlgorithm
     from .setup_engine import SetupEngineAlgorithm
     from .superpixels import FelzenszwalbAlgorithm, QuickshiftAlgorithm, SlicAlgorithm
+    from .unet import PredictUnetAlgorithm, TrainUnetAlgorithm
+    from .vectorize import VectorizeAlgorithm
 
     return [
         SlicAlgorithm(),
         QuickshiftAlgorithm(),
         FelzenszwalbAlgorithm(),
         AccuracyAlgorithm(),
+        TrainUnetAlgorithm(),
+        PredictUnetAlgorithm(),
+        VectorizeAlgorithm(),
         SetupEngineAlgorithm(),
     ]

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from qgis.core import (
     QgsProcessingAlgorithm,
+    QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterNumber,
+    QgsProcessingUtils,
     QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -27,11 +30,13 @@ try:
     INTEGER = Qgis.ProcessingNumberParameterType.Integer
     DOUBLE = Qgis.ProcessingNumberParameterType.Double
     POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
+    RASTERS = Qgis.ProcessingSourceType.Raster
     FOLDER = Qgis.ProcessingFileParameterBehavior.Folder
 except AttributeError:
     from qgis.core import QgsProcessing, QgsProcessingParameterFile
 
     POLYGONS = QgsProcessing.TypeVectorPolygon
+    RASTERS = QgsProcessing.TypeRaster
     FOLDER = QgsProcessingParameterFile.Folder
     ADVANCED = QgsProcessingParameterDefinition.FlagAdvanced
     INTEGER = QgsProcessingParameterNumber.Integer
@@ -41,6 +46,8 @@ GROUPS = {
     "superpixels": "Superpixels",
     "setup": "Setup",
     "assessment": "Assessment",
+    "supervised": "Supervised",
+    "postprocessing": "Post-processing",
 }
 
 
@@ -100,6 +107,24 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Add a parameter under "Advanced parameters"."""
         parameter.setFlags(parameter.flags() | ADVANCED)
         self.addParameter(parameter)
+
+    def output_path(
+        self,
+        parameters: dict[str, Any],
+        name: str,
+        context: QgsProcessingContext,
+        filename: str,
+    ) -> str:
+        """Return the absolute file of a raster or vector destination parameter.
+
+        An empty destination (a model output left blank in ``qgis_process``, for instance)
+        becomes a temporary file named like ``filename``, as QGIS does for
+        ``TEMPORARY_OUTPUT``, instead of an error.
+        """
+        path = self.parameterAsOutputLayer(parameters, name, context)
+        if not path:
+            path = QgsProcessingUtils.generateTempFilename(filename)
+        return absolute(path)
 
     def add_spec(self, param: Param) -> None:
         """Add a Processing parameter built from an engine parameter spec."""

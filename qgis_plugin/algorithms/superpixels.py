@@ -114,7 +114,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
     ) -> dict[str, Any]:
         """Run the engine command and load the styled outputs."""
         source = raster_source(self.parameterAsRasterLayer(parameters, "INPUT", context), "INPUT")
-        output = absolute(self.parameterAsOutputLayer(parameters, "OUTPUT", context))
+        output = self.output_path(parameters, "OUTPUT", context, "segments.tif")
         mean = (
             absolute(self.parameterAsOutputLayer(parameters, "OUTPUT_MEAN", context))
             if parameters.get("OUTPUT_MEAN") is not None

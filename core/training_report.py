@@ -1,0 +1,167 @@
+"""Self-contained HTML report of a training run: curves and validation confusion matrix."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from . import __version__
+from .classes import ClassInfo
+from .report import _CSS, _card, _fmt, _img, _key_values, _png, _short, _short_count
+
+__all__ = ["render_training_html"]
+
+
+def _curves(history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
+    from matplotlib.figure import Figure
+
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 3.6))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["loss"] for h in history], "-o", ms=3, label="training", color="#0072B2")
+    if "val_loss" in history[0]:
+        ax1.plot(
+            epochs,
+            [h["val_loss"] for h in history],
+            "-o",
+            ms=3,
+            label="validation",
+            color="#E69F00",
+        )
+        for key, label, color in (
+            ("val_miou", "mean IoU", "#009E73"),
+            ("val_oa", "overall accuracy", "#CC79A7"),
+            ("val_macro_f1", "macro F1", "#56B4E9"),
+        ):
+            ax2.plot(
+                epochs, [h.get(key, np.nan) for h in history], "-o", ms=3, label=label, color=color
+            )
+        ax2.set_ylim(0, 1)
+        ax2.axvline(best_epoch, color="#999", ls="--", lw=1)
+        ax2.legend(fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no validation pixels", ha="center", va="center")
+    ax1.set_title("Loss (class-weighted cross entropy)", fontsize=10)
+    ax2.set_title("Validation metrics", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _confusion(confusion: np.ndarray, labels: list[str]) -> str:
+    from matplotlib.figure import Figure
+
+    rows = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
+    n = len(labels)
+    fig = Figure(figsize=(min(14, 3 + 0.6 * n), min(12, 2.4 + 0.5 * n)))
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share of the reference row")
+    ax.set_xticks(range(n), [_short(t) for t in labels], rotation=45, ha="right")
+    ax.set_yticks(range(n), [_short(t) for t in labels])
+    ax.set_xlabel("Prediction")
+    ax.set_ylabel("Reference (validation labels)")
+    if n <= 25:
+        for i in range(n):
+            for j in range(n):
+                ax.text(
+                    j,
+                    i,
+                    _short_count(confusion[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if share[i, j] > 0.55 else "#1d2330",
+                )
+    fig.tight_layout()
+    return _png(fig)
+
+
+def render_training_html(
+    *,
+    history: Sequence[Mapping[str, float]],
+    best_epoch: int,
+    confusion: np.ndarray | None,
+    classes: Sequence[ClassInfo],
+    inputs: Mapping[str, object],
+    parameters: Mapping[str, object],
+    title: str = "LandSeg U-Net training",
+) -> str:
+    """Render a training run as one HTML page with embedded pictures.
+
+    Parameters
+    ----------
+    history : sequence of dict
+        Per-epoch entries of :class:`core.training.TrainingResult`.
+    best_epoch : int
+        Epoch whose weights were kept.
+    confusion : (K, K) ndarray or None
+        Validation confusion matrix of the best epoch (rows reference).
+    classes : sequence of ClassInfo
+        Classes in index order.
+    inputs, parameters : mapping
+        Shown as tables.
+    """
+    best = next((h for h in history if h["epoch"] == best_epoch), history[-1])
+    cards = [
+        _card(str(best_epoch), "Best epoch", f"of {len(history)} run"),
+        _card(_fmt(best["loss"], 4), "Training loss", "at the best epoch"),
+    ]
+    if "val_miou" in best:
+        cards += [
+            _card(_fmt(best["val_miou"]), "Validation mIoU", "spatially held-out blocks"),
+            _card(_fmt(best["val_oa"]), "Validation OA", "labelled validation pixels"),
+            _card(_fmt(best.get("val_macro_f1", float("nan"))), "Validation macro F1", ""),
+        ]
+    labels = [c.name for c in classes]
+    matrix = ""
+    if confusion is not None and confusion.sum() > 0:
+        matrix = "<h2>Validation confusion matrix</h2>" + _img(
+            _confusion(confusion, labels),
+            "Validation confusion matrix",
+            "Rows: validation labels; columns: prediction; colour: share of the row (recall); "
+            "numbers: pixel counts.",
+        )
+    swatches = "".join(
+        f'<tr><td class="l"><span class="sw" style="background:{html.escape(c.color)}"></span>'
+        f"{html.escape(c.name)}</td><td>{c.value}</td></tr>"
+        for c in classes
+    )
+    curves = _img(
+        _curves(history, best_epoch),
+        "Loss and validation curves",
+        "Training and validation loss per epoch, and validation metrics "
+        "(dashed line: the epoch kept).",
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{html.escape(title)}</title>
+<style>{_CSS}</style>
+</head>
+<body>
+<main>
+<h1>{html.escape(title)}</h1>
+<div class="cards">{"".join(cards)}</div>
+<h2>Curves</h2>
+{curves}
+{matrix}
+<h2>Classes</h2>
+<table><tr><th class="l">class</th><th>value</th></tr>{swatches}</table>
+<h2>Inputs</h2>
+{_key_values({k: str(v) for k, v in inputs.items()})}
+<h2>Parameters</h2>
+{_key_values({k: str(v) for k, v in parameters.items()})}
+<footer>Made by LandSeg {html.escape(__version__)}.</footer>
+</main>
+</body>
+</html>
+"""

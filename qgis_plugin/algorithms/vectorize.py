@@ -1,0 +1,173 @@
+"""Processing algorithm ``landseg:vectorize``: classified or segment raster to polygons."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from qgis.core import (
+    QgsMapLayer,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+    QgsVectorLayer,
+)
+
+from ..engine import run_engine
+from ..styling import LayerStyler, attach_styler, style_outlines, style_polygon_classes
+from .base import DOUBLE, POLYGONS, LandSegAlgorithm, absolute, raster_source
+
+CONNECTIVITY = (4, 8)
+SIZE_UNITS = ("pixels", "map units²")
+
+
+class PolygonStyler(LayerStyler):
+    """Name the polygons and style them by class, or as outlines for segments."""
+
+    def postProcessLayer(
+        self, layer: QgsMapLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> None:
+        """Apply the categorized or outline style to the loaded layer."""
+        layer.setName(self.name)
+        if isinstance(layer, QgsVectorLayer):
+            style_vector(layer, self.classes)
+
+
+def style_vector(layer: QgsVectorLayer, classes: Sequence[Mapping[str, Any]]) -> None:
+    """Categorize by ``value`` with the class colours, or draw outlines (segments)."""
+    if not style_polygon_classes(layer, classes):
+        style_outlines(layer)
+
+
+def write_vector_style(path: str, classes: Sequence[Mapping[str, Any]]) -> str | None:
+    """Write ``<file>.qml`` beside the polygons, so the style returns when they are opened."""
+    layer = QgsVectorLayer(path, "polygons", "ogr")
+    if not layer.isValid():
+        return None
+    style_vector(layer, classes)
+    qml = str(Path(path).with_suffix(".qml"))
+    layer.saveNamedStyle(qml)
+    return qml
+
+
+class VectorizeAlgorithm(LandSegAlgorithm):
+    """One polygon per connected region, with value, class name, pixels and area."""
+
+    algorithm_id = "vectorize"
+    display_name = "Vectorize classes or segments"
+    group_id = "postprocessing"
+
+    def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
+        """Declare raster, band, connectivity, sieve, simplification and the output file."""
+        self.addParameter(
+            QgsProcessingParameterRasterLayer("INPUT", self.tr("Classified or segment raster"))
+        )
+        self.addParameter(
+            QgsProcessingParameterBand(
+                "BAND",
+                self.tr("Band"),
+                defaultValue=1,
+                parentLayerParameterName="INPUT",
+                optional=True,  # 3.22 rejects a missing band despite the default
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "CONNECTIVITY",
+                self.tr("Pixel connectivity"),
+                options=[
+                    self.tr("4 (regions join through edges)"),
+                    self.tr("8 (also through corners)"),
+                ],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "MIN_SIZE",
+                self.tr("Sieve: merge regions smaller than (0: keep all)"),
+                type=DOUBLE,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "MIN_SIZE_UNIT",
+                self.tr("Sieve size unit"),
+                options=[self.tr("pixels"), self.tr("map units² (area)")],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                "SIMPLIFY",
+                self.tr("Simplification tolerance, map units (0: pixel edges)"),
+                type=DOUBLE,
+                defaultValue=0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterVectorDestination("OUTPUT", self.tr("Polygons"), type=POLYGONS)
+        )
+        self.addOutput(QgsProcessingOutputNumber("N_POLYGONS", self.tr("Number of polygons")))
+
+    def processAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> dict[str, Any]:
+        """Run ``python -m core vectorize`` and load the styled polygons."""
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        source = raster_source(layer, "INPUT")
+        output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if "|" in output or "://" in output or output.split(":", 1)[0] in ("postgres", "memory"):
+            raise QgsProcessingException(
+                f"{output} is not a file: LandSeg's engine writes vector files. Save to a file "
+                "(GeoPackage .gpkg, Shapefile .shp, GeoJSON, FlatGeobuf…)."
+            )
+        output = absolute(output)
+        size = self.parameterAsDouble(parameters, "MIN_SIZE", context)
+        unit = self.parameterAsEnum(parameters, "MIN_SIZE_UNIT", context)
+        args = [
+            "vectorize",
+            source,
+            output,
+            "--overwrite",
+            "--band",
+            str(self.parameterAsInt(parameters, "BAND", context) or 1),
+            "--connectivity",
+            str(CONNECTIVITY[self.parameterAsEnum(parameters, "CONNECTIVITY", context)]),
+            "--simplify",
+            repr(self.parameterAsDouble(parameters, "SIMPLIFY", context)),
+        ]
+        if size > 0:
+            if unit == 0:
+                args += ["--min-pixels", str(round(size))]
+            else:
+                args += ["--min-area", repr(size)]
+        result = run_engine(args, feedback, outputs=[output])
+        classes = result.get("CLASSES") or []
+        n_polygons = int(result.get("N_POLYGONS", 0))
+        feedback.pushInfo(self.tr(f"{n_polygons} polygons ({result.get('KIND', 'classes')})."))
+        if Path(output).with_suffix(".qml") == Path(source.split("|")[0]).with_suffix(".qml"):
+            feedback.pushWarning(
+                self.tr(
+                    "The polygons have the raster's base name, so no .qml style is written "
+                    "beside them (it would replace the raster's style)."
+                )
+            )
+        else:
+            write_vector_style(output, classes)
+        name = f"{layer.name()} polygons" if layer is not None else "Polygons"
+        attach_styler(context, output, PolygonStyler(name, classes=classes))
+        return {"OUTPUT": output, "N_POLYGONS": n_polygons}

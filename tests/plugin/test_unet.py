@@ -1,0 +1,290 @@
+"""landseg:trainunet and landseg:predictunet inside real QGIS (processing.run, qgis_process.bin).
+
+Real data: a 128x128 crop of the NC Landsat scene with its sparse labelled pixels (585
+pixels of 6 classes), a resnet18 U-Net trained for two epochs on 64x64 tiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+from pathlib import Path
+
+import pytest
+from landseg.core.modelfile import read_metadata
+from osgeo import gdal
+from qgis.core import QgsProcessingException, QgsRasterLayer
+
+NAMES = (
+    "1:developed:#d7191c,2:agriculture:#fdae61,3:herbaceous:#ffffbf,4:shrubland:#a6d96a,"
+    "5:forest:#1a9641,6:water:#2b83ba,7:sediment:#bababa"
+)
+ROOT = Path(__file__).resolve().parents[2]
+FAST = {"ENCODER": 0, "EPOCHS": 2, "TILE_SIZE": 64, "BATCH_SIZE": 4, "PATIENCE": 0}
+
+
+def _crop(src: Path, dst: Path, bands: list[int] | None = None) -> Path:
+    options = gdal.TranslateOptions(srcWin=[256, 208, 128, 128], bandList=bands)
+    gdal.Translate(str(dst), str(src), options=options)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def crop(tmp_path_factory, nc_dir) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("unet")
+    return {
+        "image": _crop(nc_dir / "landsat_multiband.tif", folder / "image.tif"),
+        "labels": _crop(nc_dir / "landsat96_labelled_pixels.tif", folder / "labels.tif"),
+        "three": _crop(nc_dir / "landsat_multiband.tif", folder / "three.tif", [1, 2, 3]),
+        "folder": folder,
+    }
+
+
+@pytest.fixture(scope="module")
+def model(crop, provider) -> tuple[Path, dict]:
+    import processing
+
+    path = crop["folder"] / "model.safetensors"
+    result = processing.run(
+        "landseg:trainunet",
+        {
+            "INPUTS": [str(crop["image"])],
+            "LABELS": [str(crop["labels"])],
+            "CLASSES": NAMES,
+            **FAST,
+            "OUTPUT_MODEL": str(path),
+            "OUTPUT_REPORT": str(crop["folder"] / "report.html"),
+        },
+    )
+    return path, result
+
+
+def test_train_writes_model_and_report(model, crop):
+    path, result = model
+    assert result["OUTPUT_MODEL"] == str(path) and path.exists()
+    assert 0 <= result["VAL_MIOU"] <= 1 and result["BEST_EPOCH"] in (1, 2)
+    meta = read_metadata(path)
+    assert meta["architecture"] == "unet" and meta["architecture_args"]["encoder"] == "resnet18"
+    assert meta["bands"]["count"] == 5 and meta["training"]["tile_size"] == 64
+    assert len(meta["normalization"]["offsets"]) == 5
+    assert {c["name"] for c in meta["classes"]} <= set(n.split(":")[1] for n in NAMES.split(","))
+    assert meta["training"]["epochs_run"] == 2
+    page = (crop["folder"] / "report.html").read_text()
+    assert "Validation" in page and page.count("data:image/png;base64,") >= 1
+
+
+def test_predict_styles_classes(model, crop, run, tmp_path):
+    path, _ = model
+    out = tmp_path / "classes.tif"
+    result = run(
+        "landseg:predictunet",
+        {
+            "INPUT": str(crop["image"]),
+            "MODEL": str(path),
+            "OUTPUT": str(out),
+            "OUTPUT_CONFIDENCE": str(tmp_path / "conf.tif"),
+        },
+    )
+    assert result["OUTPUT"] == str(out)
+    meta = read_metadata(path)
+    layer = QgsRasterLayer(str(out), "c")
+    assert layer.isValid() and layer.renderer().type() == "paletted"
+    entries = {c.value: (c.label, c.color.name()) for c in layer.renderer().classes()}
+    for item in meta["classes"]:
+        assert entries[item["value"]] == (item["name"], item["color"])
+    ds = gdal.Open(str(out))
+    values = set(ds.GetRasterBand(1).ReadAsArray().ravel().tolist())
+    assert values <= {0} | {c["value"] for c in meta["classes"]} and len(values - {0}) >= 2
+    assert ds.GetRasterBand(1).GetColorTable() is not None
+    conf_ds = gdal.Open(str(tmp_path / "conf.tif"))  # keep the dataset alive while reading
+    conf = conf_ds.GetRasterBand(1).ReadAsArray()
+    assert conf.max() <= 1.0001 and conf.max() > 0.2
+
+
+def test_band_count_mismatch_is_a_clear_error(model, crop, run, tmp_path):
+    with pytest.raises(QgsProcessingException, match="trained on 5 bands"):
+        run(
+            "landseg:predictunet",
+            {
+                "INPUT": str(crop["three"]),
+                "MODEL": str(model[0]),
+                "OUTPUT": str(tmp_path / "x.tif"),
+            },
+        )
+
+
+def test_corrupt_and_pickle_models_are_refused(crop, run, tmp_path):
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(QgsProcessingException, match="corrupt"):
+        run(
+            "landseg:predictunet",
+            {"INPUT": str(crop["image"]), "MODEL": str(broken), "OUTPUT": str(tmp_path / "a.tif")},
+        )
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.safetensors"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil.write_bytes(pickle.dumps(Exploit()))
+    with pytest.raises(QgsProcessingException, match="pickle"):
+        run(
+            "landseg:predictunet",
+            {"INPUT": str(crop["image"]), "MODEL": str(evil), "OUTPUT": str(tmp_path / "b.tif")},
+        )
+    assert not marker.exists() and not (tmp_path / "b.tif").exists()
+
+
+def test_label_values_outside_classes(crop, run, tmp_path):
+    with pytest.raises(QgsProcessingException, match="not in CLASSES"):
+        run(
+            "landseg:trainunet",
+            {
+                "INPUTS": [str(crop["image"])],
+                "LABELS": [str(crop["labels"])],
+                "CLASSES": "1:developed,5:forest",
+                **FAST,
+                "OUTPUT_MODEL": str(tmp_path / "m.safetensors"),
+            },
+        )
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_all_ignored_labels(crop, run, tmp_path):
+    with pytest.raises(QgsProcessingException, match="nothing to train on"):
+        run(
+            "landseg:trainunet",
+            {
+                "INPUTS": [str(crop["image"])],
+                "LABELS": [str(_constant_labels(crop, tmp_path))],
+                "IGNORE_VALUE": "3",
+                **FAST,
+                "OUTPUT_MODEL": str(tmp_path / "m.safetensors"),
+            },
+        )
+
+
+def _constant_labels(crop: dict[str, Path], tmp_path: Path) -> Path:
+    path = tmp_path / "constant.tif"
+    ds = gdal.Translate(
+        str(path), str(crop["labels"]), options=gdal.TranslateOptions(noData="none")
+    )
+    band = ds.GetRasterBand(1)
+    band.Fill(3)
+    ds = None
+    return path
+
+
+def test_labels_on_another_crs_are_resampled(crop, run, tmp_path):
+    """Labels in EPSG:4326 are warped onto the image grid, with a warning in the log."""
+    from qgis.core import QgsProcessingFeedback
+
+    warped = tmp_path / "labels_4326.tif"
+    gdal.Warp(str(warped), str(crop["labels"]), dstSRS="EPSG:4326", resampleAlg="near")
+    messages: list[str] = []
+
+    class Feedback(QgsProcessingFeedback):
+        def reportError(self, error, fatalError=False):
+            messages.append(error)
+
+        def pushWarning(self, warning):
+            messages.append(warning)
+
+        def pushInfo(self, info):
+            messages.append(info)
+
+    result = run(
+        "landseg:trainunet",
+        {
+            "INPUTS": [str(crop["image"])],
+            "LABELS": [str(warped)],
+            **FAST,
+            "EPOCHS": 1,
+            "OUTPUT_MODEL": str(tmp_path / "m.safetensors"),
+        },
+        feedback=Feedback(),
+    )
+    assert Path(result["OUTPUT_MODEL"]).exists()
+    assert any("another CRS" in m for m in messages), messages
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory) -> Path:
+    config = tmp_path_factory.mktemp("cfg")
+    subprocess.run(
+        ["make", "-s", "deploy", f"QGIS_CONFIG={config}"], cwd=ROOT, check=True, capture_output=True
+    )
+    return config
+
+
+@pytest.fixture(scope="module")
+def process_model(crop, deployed, engine_python) -> Path:
+    from test_qgis_process import qgis_process
+
+    model = crop["folder"] / "qp.safetensors"
+    proc = qgis_process(
+        deployed,
+        "--json",
+        "run",
+        "landseg:trainunet",
+        "--",
+        f"INPUTS={crop['image']}",
+        f"LABELS={crop['labels']}",
+        "EPOCHS=1",
+        "TILE_SIZE=64",
+        "BATCH_SIZE=4",
+        f"OUTPUT_MODEL={model}",
+    )
+    assert json.loads(proc.stdout)["results"]["OUTPUT_MODEL"] == str(model)
+    return model
+
+
+def test_qgis_process_train_and_band_check(crop, deployed, process_model, tmp_path):
+    from test_qgis_process import qgis_process
+
+    assert read_metadata(process_model)["training"]["epochs_run"] == 1
+    bad = qgis_process(
+        deployed,
+        "run",
+        "landseg:predictunet",
+        "--",
+        f"INPUT={crop['three']}",
+        f"MODEL={process_model}",
+        f"OUTPUT={tmp_path / 'bad.tif'}",
+        check=False,
+    )
+    assert bad.returncode != 0 and "trained on 5 bands" in (bad.stdout + bad.stderr)
+
+
+def test_qgis_process_predict(crop, deployed, process_model, tmp_path):
+    from test_qgis_process import qgis_process
+
+    out = tmp_path / "c.tif"
+    proc = qgis_process(
+        deployed,
+        "--json",
+        "run",
+        "landseg:predictunet",
+        "--",
+        f"INPUT={crop['image']}",
+        f"MODEL={process_model}",
+        f"OUTPUT={out}",
+    )
+    assert json.loads(proc.stdout)["results"]["OUTPUT"] == str(out)
+    assert out.with_suffix(".qml").exists()
+
+
+def test_algorithms_are_grouped_documented_and_have_icons(provider):
+    for name in ("trainunet", "predictunet"):
+        alg = provider.algorithm(name)
+        assert alg is not None, name
+        assert alg.group() == "Supervised" and alg.groupId() == "supervised"
+        assert len(alg.shortHelpString()) > 200 and Path(alg.svgIconPath()).name == f"{name}.svg"
+    keys = {p.name() for p in provider.algorithm("trainunet").parameterDefinitions()}
+    assert {"INPUTS", "LABELS", "LABEL_POLYGONS", "CLASS_FIELD", "TILE_FOLDER"} <= keys
+    assert {"IGNORE_VALUE", "CLASSES", "ENCODER", "VALIDATION_FRACTION", "SEED"} <= keys
+    assert {"OUTPUT_MODEL", "OUTPUT_REPORT"} <= keys
