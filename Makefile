@@ -21,7 +21,7 @@ export LANDSEG_ENGINE_PYTHON := $(ENGINE_PY)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: help setup setup-qgis setup-engine setup-test data deploy package test test-core \
-        test-qgis lint demo bench clean
+        test-qgis lint demo models bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ lint:  ## ruff check + format check
 demo: setup data  ## Segment the NC Landsat scene with every algorithm via qgis_process; write demo-output/
 	$(MAKE) deploy
 	$(PYTHON_BASE) scripts/demo.py --data data/nc-landsat7 --output demo-output
+
+models:  ## Rebuild the example models in resources/models with QGIS's modeler API
+	$(PYTHON_BASE) scripts/build_models.py
 
 bench: setup-engine  ## Superpixel benchmark (writes bench/results/)
 	$(ENGINE_PY) bench/superpixels.py

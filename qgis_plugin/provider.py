@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsProcessingProvider
+from qgis.core import QgsMessageLog, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from . import engine
 from .algorithms import all_algorithms
-from .resources import icon_path
+from .resources import RESOURCES, icon_path
+
+
+def example_models() -> list[QgsProcessingModelAlgorithm]:
+    """Load the example models shipped in ``resources/models`` (skipping unreadable files)."""
+    models = []
+    for path in sorted((RESOURCES / "models").glob("*.model3")):
+        model = QgsProcessingModelAlgorithm()
+        if model.fromFile(str(path)):
+            model.setSourceFilePath(str(path))
+            models.append(model)
+        else:
+            QgsMessageLog.logMessage(f"Cannot read example model {path}", "LandSeg")
+    return models
 
 
 class LandSegProvider(QgsProcessingProvider):
@@ -50,9 +63,16 @@ class LandSegProvider(QgsProcessingProvider):
         engine.remove_settings()
 
     def loadAlgorithms(self) -> None:
-        """Add every algorithm; they list even when the engine is not set up."""
+        """Add every algorithm, then the example models.
+
+        Algorithms list even when the engine is not set up. The example models in
+        ``resources/models/*.model3`` appear in the toolbox group "Example models" with ids
+        ``landseg:<model name>``; users open them in the modeler to start their own.
+        """
         for algorithm in all_algorithms():
             self.addAlgorithm(algorithm)
+        for model in example_models():
+            self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:
         """Return the raster formats the engine writes (tiled, compressed GeoTIFF)."""

@@ -27,6 +27,12 @@ RUNS = [
 ]
 
 
+CLASSES = (
+    "1:developed:#d7191c,2:agriculture:#fdae61,3:herbaceous:#ffffbf,"
+    "4:shrubland:#a6d96a,5:forest:#1a9641,6:water:#2b83ba,7:sediment:#bababa"
+)
+
+
 def qgis_process(*args: str) -> dict:
     """Run qgis_process.bin with --json and return its parsed answer."""
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
@@ -67,11 +73,9 @@ def run_algorithms(scene: Path, out: Path) -> dict[str, dict]:
 
 def assess(out: Path, reference: Path, results: dict[str, dict]) -> None:
     """Accuracy report of each segmentation against the NC reference map (cluster mode)."""
-    classes = (
-        "1:developed:#d7191c,2:agriculture:#fdae61,3:herbaceous:#ffffbf,"
-        "4:shrubland:#a6d96a,5:forest:#1a9641,6:water:#2b83ba,7:sediment:#bababa"
-    )
     for stem, result in results.items():
+        if "N_SEGMENTS" not in result:
+            continue
         answer = qgis_process(
             "run",
             "landseg:accuracy",
@@ -80,7 +84,7 @@ def assess(out: Path, reference: Path, results: dict[str, dict]) -> None:
             f"REFERENCE={reference}",
             "MODE=1",
             "ASSIGNMENT=1",
-            f"CLASSES={classes}",
+            f"CLASSES={CLASSES}",
             f"OUTPUT_HTML={out / ('accuracy_' + stem + '.html')}",
             f"OUTPUT_JSON={out / ('accuracy_' + stem + '.json')}",
             f"OUTPUT_ERRORS={out / ('accuracy_' + stem + '_errors.tif')}",
@@ -95,6 +99,59 @@ def assess(out: Path, reference: Path, results: dict[str, dict]) -> None:
             f"{answer['OVERALL_ACCURACY']:.3f}, kappa {answer['KAPPA']:.3f}, "
             f"ARI {answer['ARI']:.3f}"
         )
+
+
+def classify(scene: Path, data: Path, out: Path, results: dict[str, dict]) -> None:
+    """Train a U-Net on the 2,872 sparse labelled pixels, classify the scene, assess it."""
+    started = time.perf_counter()
+    model = out / "nc_unet.safetensors"
+    train = qgis_process(
+        "run",
+        "landseg:trainunet",
+        "--",
+        f"INPUTS={scene}",
+        f"LABELS={data / 'landsat96_labelled_pixels.tif'}",
+        "IGNORE_VALUE=0",
+        f"CLASSES={CLASSES}",
+        "SEED=42",
+        f"OUTPUT_MODEL={model}",
+        f"OUTPUT_REPORT={out / 'nc_unet_training.html'}",
+    )["results"]
+    predict = qgis_process(
+        "run",
+        "landseg:predictunet",
+        "--",
+        f"INPUT={scene}",
+        f"MODEL={model}",
+        f"OUTPUT={out / 'nc_unet.tif'}",
+        f"OUTPUT_POLYGONS={out / 'nc_unet_polygons.gpkg'}",
+    )["results"]
+    answer = qgis_process(
+        "run",
+        "landseg:accuracy",
+        "--",
+        f"PREDICTION={predict['OUTPUT']}",
+        f"REFERENCE={data / 'strata.tif'}",
+        "IGNORE_VALUE=0",
+        f"CLASSES={CLASSES}",
+        f"OUTPUT_HTML={out / 'accuracy_nc_unet.html'}",
+        f"OUTPUT_JSON={out / 'accuracy_nc_unet.json'}",
+    )["results"]
+    results["nc_unet"] = {
+        "algorithm": "landseg:trainunet + landseg:predictunet",
+        "seconds": round(time.perf_counter() - started, 1),
+        **predict,
+        "training": {k: v for k, v in train.items() if not isinstance(v, dict)},
+        "accuracy": {
+            **{k: answer[k] for k in ("OVERALL_ACCURACY", "KAPPA", "MEAN_IOU", "MACRO_F1")},
+            "report": answer["OUTPUT_HTML"],
+        },
+    }
+    print(
+        f"U-Net (sparse labels) land cover against the 1996 map: OA "
+        f"{answer['OVERALL_ACCURACY']:.3f}, kappa {answer['KAPPA']:.3f} "
+        f"({results['nc_unet']['seconds']:.0f} s with training)"
+    )
 
 
 def _import_plugin() -> None:
@@ -172,7 +229,18 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     errors = QgsRasterLayer(
         results["nc_slic"]["accuracy"]["errors"], "SLIC accuracy: correct / wrong pixels"
     )
-    for layer in [polygons, *layers.values(), errors, mean, rgb]:
+    unet = QgsRasterLayer(results["nc_unet"]["OUTPUT"], "U-Net land cover (sparse labels)")
+    unet_metadata = QgsLayerMetadata()
+    unet_metadata.addLink(
+        QgsLayerMetadata.Link(
+            "Accuracy report", "WWW:LINK", Path(results["nc_unet"]["accuracy"]["report"]).name
+        )
+    )
+    unet.setMetadata(unet_metadata)
+    unet_polygons = QgsVectorLayer(
+        results["nc_unet"]["OUTPUT_POLYGONS"], "U-Net land-cover polygons", "ogr"
+    )
+    for layer in [polygons, unet_polygons, unet, *layers.values(), errors, mean, rgb]:
         assert layer.isValid(), layer.name()
         project.addMapLayer(layer)
     root = project.layerTreeRoot()
@@ -180,6 +248,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         root.findLayer(layers[stem].id()).setItemVisibilityChecked(False)
     root.findLayer(mean.id()).setItemVisibilityChecked(False)
     root.findLayer(errors.id()).setItemVisibilityChecked(False)
+    root.findLayer(unet_polygons.id()).setItemVisibilityChecked(False)
+    root.findLayer(unet.id()).setItemVisibilityChecked(False)
     project_metadata = project.metadata()
     project_metadata.setAbstract(
         "Accuracy reports: " + ", ".join(f"accuracy_{stem}.html" for stem in results)
@@ -195,9 +265,11 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         ("SLIC", [layers["nc_slic"]]),
         ("QuickShift", [layers["nc_quickshift"]]),
         ("Felzenszwalb", [layers["nc_felzenszwalb"]]),
+        ("U-Net land cover", [unet]),
+        ("U-Net polygons", [unet_polygons, rgb]),
     ]
     size = QSize(489, 443)
-    sheet = QImage(size.width() * 2 + 30, size.height() * 2 + 90, QImage.Format_ARGB32)
+    sheet = QImage(size.width() * 2 + 30, size.height() * 3 + 130, QImage.Format_ARGB32)
     sheet.fill(QColor("white"))
     painter = QPainter(sheet)
     painter.setFont(QFont("DejaVu Sans", 12))
@@ -214,14 +286,19 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         x = 10 + (index % 2) * (size.width() + 10)
         y = 35 + (index // 2) * (size.height() + 40)
         painter.setPen(QColor("black"))
-        count = results[
-            {
-                "SLIC": "nc_slic",
-                "QuickShift": "nc_quickshift",
-                "Felzenszwalb": "nc_felzenszwalb",
-            }.get(title, "nc_slic")
-        ]["N_SEGMENTS"]
-        painter.drawText(x, y - 10, f"{title} ({count} segments)")
+        if title.startswith("U-Net"):
+            oa = results["nc_unet"]["accuracy"]["OVERALL_ACCURACY"]
+            caption = f"{title} (OA {oa:.2f} against the 1996 map)"
+        else:
+            count = results[
+                {
+                    "SLIC": "nc_slic",
+                    "QuickShift": "nc_quickshift",
+                    "Felzenszwalb": "nc_felzenszwalb",
+                }.get(title, "nc_slic")
+            ]["N_SEGMENTS"]
+            caption = f"{title} ({count} segments)"
+        painter.drawText(x, y - 10, caption)
         painter.drawImage(x, y, job.renderedImage())
     painter.setPen(QColor("#555555"))
     painter.drawText(
@@ -250,6 +327,7 @@ def main() -> None:
     shutil.copy(args.data / "landsat_multiband.tif", scene)
     results = run_algorithms(scene, out)
     assess(out, args.data / "strata.tif", results)
+    classify(scene, args.data, out, results)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     project = build_project(scene, out, results)
     print(f"Project: {project}\nPreview: {out / 'preview.png'}")
