@@ -184,7 +184,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     app = QgsApplication([], False)
     app.initQgis()
     _import_plugin()
-    from landseg.qgis_plugin.styling import style_outlines
+    from landseg.qgis_plugin.styling import style_outlines, style_polygon_classes
 
     project = QgsProject.instance()
     project.setTitle("LandSeg demo: North Carolina Landsat 7 (2000)")
@@ -240,6 +240,12 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     unet_polygons = QgsVectorLayer(
         results["nc_unet"]["OUTPUT_POLYGONS"], "U-Net land-cover polygons", "ogr"
     )
+    table = [
+        {"value": int(value), "name": name, "color": colour}
+        for value, name, colour in (part.split(":") for part in CLASSES.split(","))
+    ]
+    style_polygon_classes(unet_polygons, table)
+    unet_polygons.setOpacity(0.6)
     for layer in [polygons, unet_polygons, unet, *layers.values(), errors, mean, rgb]:
         assert layer.isValid(), layer.name()
         project.addMapLayer(layer)
