@@ -26,6 +26,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import io
+from .classes import ClassInfo, write_qml, write_raster_classes
 from .metrics import ConfusionAccumulator, assess_accuracy, to_json_dict, write_confusion_csv
 from .protocol import EngineError, Reporter
 from .report import render_html
@@ -36,6 +37,8 @@ __all__ = ["parse_classes", "run_accuracy"]
 WINDOW_ROWS = 512
 #: Values of the optional error raster.
 ERRORS_NODATA, CORRECT, WRONG = 0, 1, 2
+#: Classes of the errors raster (colour table, ``LANDSEG_CLASSES`` tag and ``.qml``).
+ERROR_CLASSES = (ClassInfo(CORRECT, "correct", "#1a9850"), ClassInfo(WRONG, "wrong", "#d73027"))
 
 
 def parse_classes(text: str | None) -> tuple[dict[int, str], dict[int, str]]:
@@ -286,6 +289,8 @@ def run_accuracy(
                 tmp["OUTPUT_ERRORS"], pred_src, ref_reader, windows, ignore, result.mapping, info
             )
         report.progress(100)
+    if dst_errors:
+        write_qml(dst_errors, ERROR_CLASSES)  # names and colours in QGIS, beside the raster
 
     return {
         **outputs,
@@ -431,6 +436,4 @@ def _write_errors(
             block = np.where(pred == ref.astype(np.int64), CORRECT, WRONG).astype(np.uint8)
             dst.write(np.where(valid, block, ERRORS_NODATA)[np.newaxis], window=window)
         dst.set_band_description(1, "1 correct, 2 wrong, 0 not assessed")
-        dst.write_colormap(
-            1, {0: (0, 0, 0, 0), CORRECT: (26, 152, 80, 255), WRONG: (215, 48, 39, 255)}
-        )
+        write_raster_classes(dst, ERROR_CLASSES)

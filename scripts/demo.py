@@ -176,6 +176,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         QgsProject,
         QgsRasterLayer,
         QgsRasterMinMaxOrigin,
+        QgsReferencedRectangle,
         QgsVectorLayer,
     )
     from qgis.PyQt.QtCore import QSize, Qt
@@ -246,7 +247,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     ]
     style_polygon_classes(unet_polygons, table)
     unet_polygons.setOpacity(0.6)
-    for layer in [polygons, unet_polygons, unet, *layers.values(), errors, mean, rgb]:
+    # Each added layer goes on top of the layer tree: add the basemap first.
+    for layer in [rgb, mean, errors, *reversed(layers.values()), unet, unet_polygons, polygons]:
         assert layer.isValid(), layer.name()
         project.addMapLayer(layer)
     root = project.layerTreeRoot()
@@ -262,6 +264,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     )
     project.setMetadata(project_metadata)
     project.setCrs(rgb.crs())
+    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(rgb.extent(), rgb.crs()))
     path = out / "landseg-demo.qgz"
     assert project.write(str(path)), f"could not write {path}"
 

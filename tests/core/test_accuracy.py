@@ -11,6 +11,7 @@ from rasterio.transform import from_origin
 from rasters import write_tif
 
 from core.accuracy import parse_classes, run_accuracy
+from core.classes import read_raster_classes
 from core.protocol import EngineError
 
 
@@ -47,6 +48,9 @@ def test_worked_example_through_files(tmp_path):
         values = errors.read(1)
         assert (values == 1).sum() == 151 and (values == 2).sum() == 99
         assert errors.colormap(1)[2][:3] == (215, 48, 39)
+        names = {c.value: c.name for c in read_raster_classes(errors)}
+    assert names == {1: "correct", 2: "wrong"}
+    assert 'label="wrong"' in (tmp_path / "e.qml").read_text()
 
 
 def test_reference_on_another_grid_and_crs_is_warped(tmp_path, nc_dir):
