@@ -59,10 +59,10 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
@@ -76,7 +76,10 @@ from .protocol import EngineError, Reporter
 
 __all__ = [
     "SAMPLE_PIXELS",
+    "BlockExecutor",
     "BlockPlan",
+    "WindowJob",
+    "block_dependencies",
     "block_halo",
     "global_statistics",
     "plan_blocks",
@@ -262,14 +265,19 @@ def _slic_window(
     enforce_connectivity: bool,
     min_size_factor: float,
     max_size_factor: float,
+    chunks: int | None = None,
 ) -> np.ndarray:
     """SLIC on one window with the global grid step and value range (see ``superpixels.slic``).
 
     Same kernels and steps as :func:`core.superpixels.slic`; only the step (so the number
     of centres), the value scaling and the size limits are the raster's, not the window's.
+    ``chunks`` is the number of partial sums of the k-means update (the numba thread
+    count by default); the result depends on it, so a distributed run passes the
+    client's.
     """
     from .superpixels import _chunks
 
+    n_chunks = int(chunks) if chunks else _chunks()
     has_mask = not bool(mask.all())
     mask_arg = np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool)
     height, width = image.shape[1:]
@@ -280,7 +288,7 @@ def _slic_window(
     spacing = max(height / rows, width / cols)
     wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
     centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), _chunks()
+        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), n_chunks
     )
     labels = _k.slic_assign_full(image, mask_arg, has_mask, s, samples, centres, wsp)
     if not enforce_connectivity:
@@ -288,7 +296,7 @@ def _slic_window(
     segment_size = step * step
     min_size = int(min_size_factor * segment_size)
     max_size = max(int(max_size_factor * segment_size), 1)
-    return _k.connected_relabel(labels, min_size, max_size, _chunks())
+    return _k.connected_relabel(labels, min_size, max_size, n_chunks)
 
 
 class _Segmenter:
@@ -301,8 +309,10 @@ class _Segmenter:
         *,
         step: float,
         value_range: float,
+        chunks: int | None = None,
     ) -> None:
         self.method = method
+        self.chunks = chunks
         self.params = dict(params)
         self.sigma = float(self.params.pop("sigma", 0.0))
         self.seed = int(self.params.pop("seed", 0))
@@ -324,12 +334,119 @@ class _Segmenter:
 
         if self.method == "slic":
             return _slic_window(
-                image, free, step=self.step, value_range=self.value_range, **self.params
+                image,
+                free,
+                step=self.step,
+                value_range=self.value_range,
+                chunks=self.chunks,
+                **self.params,
             )
         if self.method == "quickshift":
             seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
             return superpixels.quickshift(image, mask=free, seed=seed, sigma=0, **self.params)
         return superpixels.felzenszwalb(image, mask=free, sigma=0, **self.params)
+
+
+def _core_slices(core: Window, window: Window) -> tuple[slice, slice]:
+    """Return the core's rows and columns inside its window."""
+    r0, c0 = int(core.row_off - window.row_off), int(core.col_off - window.col_off)
+    return slice(r0, r0 + int(core.height)), slice(c0, c0 + int(core.width))
+
+
+@dataclass(frozen=True)
+class WindowJob:
+    """Segment one block's window: everything but the claiming (picklable, no state).
+
+    Calling it reads the window, masks out the pixels already claimed, stretches with
+    the raster-wide limits, smooths and segments. It returns the local segments (int32,
+    1..n over the window, 0 elsewhere), or None when no free pixel is left in the core.
+    A block's result depends only on its window's pixels and ``claimed``, so it can run
+    anywhere (:mod:`core.distributed` runs it on Dask workers).
+    """
+
+    src: str
+    bands: tuple[int, ...]
+    segmenter: _Segmenter
+    normalization: str
+    limits: np.ndarray | None
+    out_max: float
+    nodata_zero: bool
+
+    def __call__(
+        self,
+        index: int,
+        core: Window,
+        window: Window,
+        claimed: np.ndarray,
+        *,
+        raster: rasterio.DatasetReader | None = None,
+    ) -> np.ndarray | None:
+        """Segment block ``index`` (``raster``: an open handle of ``src`` to reuse)."""
+        if raster is None:
+            with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), io.open_raster(self.src) as r:
+                return self(index, core, window, claimed, raster=r)
+        image, valid = io.read_bands(
+            raster, self.bands, window=window, nodata_zero=self.nodata_zero
+        )
+        free = valid & (claimed == 0)
+        if not free[_core_slices(core, window)].any():
+            return None
+        image = normalize.stretch(
+            image, valid, method=self.normalization, out_max=self.out_max, limits=self.limits
+        )
+        image = self.segmenter.smooth(image, valid)
+        return np.asarray(self.segmenter(image, free, index), dtype=np.int32)
+
+
+def block_dependencies(plan: BlockPlan) -> list[list[int]]:
+    """For each block, the earlier blocks (raster order) whose windows overlap its window.
+
+    Processing a block reads and writes only its window, so a block may run as soon as
+    these are claimed: any order that respects them (a wavefront) leaves every window in
+    the state raster order leaves it in, and gives the same segments.
+    """
+    cols = plan.shape[1]
+    reach = -(-2 * plan.halo // plan.block_size) if plan.halo else 0
+    windows = [window for _, window in plan]
+    deps: list[list[int]] = []
+    for index, window in enumerate(windows):
+        row, col = divmod(index, cols)
+        found = []
+        for r in range(max(row - reach, 0), row + 1):
+            for c in range(max(col - reach, 0), min(col + reach, cols - 1) + 1):
+                other = r * cols + c
+                if other < index and _windows_overlap(windows[other], window):
+                    found.append(other)
+        deps.append(found)
+    return deps
+
+
+def _windows_overlap(a: Window, b: Window) -> bool:
+    return (
+        a.col_off < b.col_off + b.width
+        and b.col_off < a.col_off + a.width
+        and a.row_off < b.row_off + b.height
+        and b.row_off < a.row_off + a.height
+    )
+
+
+class BlockExecutor(Protocol):
+    """Runs :class:`WindowJob` for every block elsewhere (see :mod:`core.distributed`)."""
+
+    def run_blocks(
+        self,
+        job: WindowJob,
+        plan: BlockPlan,
+        *,
+        read_claimed: Callable[[Window], np.ndarray],
+        claim: Callable[[int, np.ndarray | None], None],
+        reporter: Reporter,
+    ) -> None:
+        """Segment every block and call ``claim(index, local)`` for each.
+
+        Claims come in an order that respects :func:`block_dependencies`;
+        ``read_claimed`` gives a window's claimed ids when a block is ready.
+        """
 
 
 def _open_edges(window: Window, height: int, width: int) -> tuple[bool, bool, bool, bool]:
@@ -472,6 +589,8 @@ def segment_in_blocks(
     block_size: int,
     want_means: bool = False,
     reporter: Reporter | None = None,
+    executor: BlockExecutor | None = None,
+    chunks: int | None = None,
 ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
     """Segment a raster block by block and write the segment ids (see the module doc).
 
@@ -500,6 +619,13 @@ def segment_in_blocks(
         Also return per-segment pixel counts and band means.
     reporter : Reporter, optional
         Progress (0-90, per block) and log.
+    executor : BlockExecutor, optional
+        Segment the blocks' windows elsewhere (Dask workers), claiming here as results
+        arrive. Blocks are then claimed in a wavefront order and ids are renumbered to
+        the raster-order ids at the end: the output is the one of the sequential run.
+    chunks : int, optional
+        SLIC's k-means partial sums (see :func:`_slic_window`); this machine's numba
+        thread count by default.
 
     Returns
     -------
@@ -536,53 +662,80 @@ def segment_in_blocks(
                 f"SLIC segments (about {step:.0f} px across) are larger than a block; "
                 "raise the block size or n_segments for regular segments."
             )
-        segmenter = _Segmenter(method, params, step=step, value_range=high - low)
+        if method == "slic" and chunks is None:
+            from .superpixels import _chunks
+
+            chunks = _chunks()
+        segmenter = _Segmenter(method, params, step=step, value_range=high - low, chunks=chunks)
+        job = WindowJob(
+            src=src,
+            bands=tuple(bands),
+            segmenter=segmenter,
+            normalization=normalization,
+            limits=limits,
+            out_max=STRETCH_RANGE[method],
+            nodata_zero=nodata_zero,
+        )
         connectivity = 1 if method == "slic" else 2
         folder = Path(os.fspath(dst)).resolve().parent
         scratch = [_Scratch(folder, height, width, name) for name in ("labels", "hints")]
+        windows = list(plan)
+        # First id and number of new ids of each block, in the order blocks are claimed.
+        issued: dict[int, tuple[int, int]] = {}
+        next_id = 1
+
+        def claim(index: int, local: np.ndarray | None) -> None:
+            nonlocal next_id
+            core, window = windows[index]
+            first = next_id
+            if local is not None:
+                labels, hints, next_id = _claim(
+                    local,
+                    scratch[0].read(window),
+                    scratch[1].read(window),
+                    _core_slices(core, window),
+                    _open_edges(window, height, width),
+                    next_id,
+                    connectivity=connectivity,
+                )
+                scratch[0].write(window, labels)
+                scratch[1].write(window, hints)
+            issued[index] = (first, next_id - first)
+            report.progress(5 + 75 * len(issued) / len(plan))
+
         try:
             started = time.perf_counter()
-            next_id = 1
-            for index, (core, window) in enumerate(plan):
-                image, valid = io.read_bands(raster, bands, window=window, nodata_zero=nodata_zero)
-                claimed = scratch[0].read(window)
-                free = valid & (claimed == 0)
-                rows = slice(
-                    core.row_off - window.row_off, core.row_off - window.row_off + core.height
+            if executor is None:
+                for index, (core, window) in enumerate(windows):
+                    claim(index, job(index, core, window, scratch[0].read(window), raster=raster))
+            else:
+                executor.run_blocks(
+                    job, plan, read_claimed=scratch[0].read, claim=claim, reporter=report
                 )
-                cols = slice(
-                    core.col_off - window.col_off, core.col_off - window.col_off + core.width
-                )
-                if free[rows, cols].any():
-                    image = normalize.stretch(
-                        image,
-                        valid,
-                        method=normalization,
-                        out_max=STRETCH_RANGE[method],
-                        limits=limits,
-                    )
-                    image = segmenter.smooth(image, valid)
-                    local = segmenter(image, free, index)
-                    del image
-                    labels, hints, next_id = _claim(
-                        local,
-                        claimed,
-                        scratch[1].read(window),
-                        (rows, cols),
-                        _open_edges(window, height, width),
-                        next_id,
-                        connectivity=connectivity,
-                    )
-                    scratch[0].write(window, labels)
-                    scratch[1].write(window, hints)
-                report.progress(5 + 75 * (index + 1) / len(plan))
             n_segments = next_id - 1
+            renumber = None
+            if executor is not None:  # ids in raster order of the blocks, as sequentially
+                renumber = np.zeros(n_segments + 1, dtype=np.int32)
+                final = 1
+                for index in range(len(plan)):
+                    first, count = issued[index]
+                    renumber[first : first + count] = np.arange(final, final + count)
+                    final += count
             report.info(
                 f"{n_segments} segments in {len(plan)} blocks in "
                 f"{time.perf_counter() - started:.2f} s."
             )
             counts, means = _copy_out(
-                scratch[0], raster, bands, dst, info, plan, want_means, nodata_zero, n_segments
+                scratch[0],
+                raster,
+                bands,
+                dst,
+                info,
+                plan,
+                want_means,
+                nodata_zero,
+                n_segments,
+                renumber,
             )
         finally:
             for plane in scratch:
@@ -629,14 +782,20 @@ def _copy_out(
     want_means: bool,
     nodata_zero: bool,
     n_segments: int,
+    renumber: np.ndarray | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Copy the scratch labels into the output GeoTIFF; sum pixels and band values."""
+    """Copy the scratch labels into the output GeoTIFF; sum pixels and band values.
+
+    ``renumber`` maps the scratch ids to the output ids (identity when None).
+    """
     counts = np.zeros(n_segments + 1, dtype=np.int64) if want_means else None
     sums = np.zeros((n_segments + 1, len(bands)), dtype=np.float64) if want_means else None
     profile = _output_profile(info, 1, "int32", 0)
     with rasterio.open(dst, "w", **profile) as out:
         for window in _aligned_windows(info.height, info.width, plan.block_size):
             block = labels.read(window)
+            if renumber is not None:
+                block = renumber[block]
             out.write(block, 1, window=window)
             if counts is not None and sums is not None:
                 image, _ = io.read_bands(raster, bands, window=window, nodata_zero=nodata_zero)

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
             help="Rasters with more rows or columns than this are segmented block by block "
             f"(N x N plus a halo) in bounded memory (default: {DEFAULT_BLOCK_SIZE}).",
         )
+        from .supervised_cli import add_dask_arguments
+
+        add_dask_arguments(sub)
         _add_param(sub, SEED)
         for param in params:
             _add_param(sub, param)
@@ -276,6 +279,7 @@ def _run_superpixels(args: argparse.Namespace, reporter: Reporter) -> dict[str, 
         max_pixels=args.max_pixels,
         block_size=args.block_size,
         reporter=reporter,
+        dask_scheduler=args.dask_scheduler,
     )
 
 

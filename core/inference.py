@@ -17,6 +17,12 @@ How it works
   never on its height, and no full-size array exists.
 - Labels are written in 256-row, block-aligned chunks into a tiled, DEFLATE-compressed
   GeoTIFF under a temporary name, renamed on success (:func:`core.io.atomic_output`).
+- Every forward pass has the same shape: a partial batch is padded with zero tiles (their
+  scores are dropped). A tile's scores then do not depend on which tiles share its batch
+  (PyTorch's CPU kernels pick their algorithm by shape), and each pixel's blended score
+  is the same float32 sum, in the same window order, however the windows are grouped: a
+  ``region`` of the raster (:mod:`core.distributed`'s blocks) gets exactly the labels the
+  whole-raster run gives there.
 - Device ``auto`` picks CUDA, then Apple MPS, then the CPU. Precision ``auto`` uses
   bf16 autocast on GPUs that support it (fp16 on the others) and on CPUs with native
   bf16 instructions (AVX512-BF16 or AMX), fp32 otherwise. Inputs and weights are
@@ -32,7 +38,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -405,6 +411,7 @@ def predict_raster(
     overwrite: bool = False,
     reporter: Reporter | None = None,
     threads: int | None = None,
+    region: Window | None = None,
 ) -> dict[str, Any]:
     """Classify a raster with a network, tile by tile, into a GeoTIFF of class values.
 
@@ -452,6 +459,10 @@ def predict_raster(
         Progress (per batch) and log sink.
     threads : int, optional
         CPU threads for PyTorch; every CPU available by default.
+    region : rasterio.windows.Window, optional
+        Classify only this part of the raster: ``dst`` covers the region (its own
+        georeferencing) and holds exactly the values the whole-raster run writes there.
+        Every tile of the whole raster's tiling that touches the region is computed.
 
     Returns
     -------
@@ -529,6 +540,10 @@ def predict_raster(
 
     windows = make_windows(info.height, info.width, tile_size=tile_size, overlap=overlap)
     weights = blend_weights(tile_size, overlap)
+    grid = info
+    if region is not None:
+        region, grid = _region_grid(info, region)
+        windows = [w for w in windows if _overlap(w, region) is not None]
     report.info(
         f"Device: {dev} ({why}); precision: {precision_note}; "
         f"{n_threads} CPU thread{'s' if n_threads != 1 else ''}; batch {batch}."
@@ -549,7 +564,7 @@ def predict_raster(
         batch_size=batch,
         nodata_zero=nodata_zero,
     )
-    profile = io.output_profile(info, count=1, dtype=dtype, nodata=0)
+    profile = io.output_profile(grid, count=1, dtype=dtype, nodata=0)
     with contextlib.ExitStack() as stack:
         # GDAL's block cache defaults to 5 % of RAM and would grow with the raster's width
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20))
@@ -566,7 +581,7 @@ def predict_raster(
                 rasterio.open(
                     tmp["OUTPUT_PROBABILITIES"],
                     "w",
-                    **io.output_profile(info, count=n_classes, dtype="float32", nodata=None),
+                    **io.output_profile(grid, count=n_classes, dtype="float32", nodata=None),
                 )
             )
         if dst_confidence:
@@ -574,18 +589,18 @@ def predict_raster(
                 rasterio.open(
                     tmp["OUTPUT_CONFIDENCE"],
                     "w",
-                    **io.output_profile(info, count=1, dtype="float32", nodata=-1.0),
+                    **io.output_profile(grid, count=1, dtype="float32", nodata=-1.0),
                 )
             )
-        strip = _Strip(n_classes, tile_size, info.width)
-        writer = _Writer(labels_ds, probs_ds, conf_ds, info.width, n_classes)
+        strip = _Strip(n_classes, tile_size, grid.width)
+        writer = _Writer(labels_ds, probs_ds, conf_ds, grid.width, n_classes)
 
         def flush(until: int) -> None:
             """Write raster rows [strip.base, until), column chunk by column chunk."""
             n_rows = until - strip.base
             if n_rows <= 0:
                 return
-            width = info.width
+            width = grid.width
             lab = np.zeros((n_rows, width), dtype=dtype)
             probs = np.zeros((n_classes, n_rows, width), np.float32) if probs_ds else None
             conf = np.full((n_rows, width), -1.0, np.float32) if conf_ds else None
@@ -608,19 +623,30 @@ def predict_raster(
             writer.push(lab, probs, conf)
 
         def accumulate(win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
+            wts = weights
+            if region is not None:  # the window's part inside the region, in its pixels
+                r0, r1, c0, c1 = _overlap(win, region)  # type: ignore[misc]
+                rows, cols = slice(r0, r1), slice(c0, c1)
+                wts = weights[rows, cols]
+                if probs is not None and valid is not None:
+                    probs, valid = probs[:, rows, cols], valid[rows, cols]
+                win = Window(
+                    int(win.col_off) + c0 - int(region.col_off),
+                    int(win.row_off) + r0 - int(region.row_off),
+                    c1 - c0,
+                    r1 - r0,
+                )
             row = int(win.row_off)
             if row > strip.base:
                 flush(row)
             if probs is not None and valid is not None:
-                strip.add(probs, win, weights, valid)
+                strip.add(probs, win, wts, valid)
 
         done = 0
         reader.start()
         try:
             for _, item in reader.items():
-                probs = (
-                    _forward_halving(forward, np.stack(item.tiles), report) if item.tiles else None
-                )
+                probs = _forward_padded(forward, item.tiles, batch, report) if item.tiles else None
                 for win, k in zip(item.windows, item.index, strict=True):
                     if k < 0:
                         accumulate(win, None, None)
@@ -630,7 +656,7 @@ def predict_raster(
                 report.progress(100.0 * done / len(windows))
         finally:
             reader.close()
-        flush(info.height)
+        flush(grid.height)
         writer.finish()
         if table:
             write_raster_classes(labels_ds, table)
@@ -654,6 +680,51 @@ def predict_raster(
         COUNTS={int(v): int(c) for v, c in zip(values, counts[1:], strict=True) if c},
     )
     return result
+
+
+def _region_grid(info: io.RasterInfo, region: Window) -> tuple[Window, io.RasterInfo]:
+    """Check a region (integer, inside the raster) and describe its grid."""
+    col, row = int(region.col_off), int(region.row_off)
+    width, height = int(region.width), int(region.height)
+    if (
+        (col, row, width, height) != (region.col_off, region.row_off, region.width, region.height)
+        or min(col, row) < 0
+        or min(width, height) < 1
+        or col + width > info.width
+        or row + height > info.height
+    ):
+        raise EngineError(
+            f"The region {region} is not a whole-pixel part of the {info.width} x "
+            f"{info.height} px raster."
+        )
+    transform = rasterio.Affine(*info.transform) @ rasterio.Affine.translation(col, row)
+    grid = replace(info, width=width, height=height, transform=tuple(transform)[:6])
+    return Window(col, row, width, height), grid
+
+
+def _overlap(win: Window, region: Window) -> tuple[int, int, int, int] | None:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of ``win`` (its own pixels) inside ``region``."""
+    r0 = max(int(region.row_off) - int(win.row_off), 0)
+    c0 = max(int(region.col_off) - int(win.col_off), 0)
+    r1 = min(int(region.row_off + region.height) - int(win.row_off), int(win.height))
+    c1 = min(int(region.col_off + region.width) - int(win.col_off), int(win.width))
+    if r1 <= r0 or c1 <= c0:
+        return None
+    return r0, r1, c0, c1
+
+
+def _forward_padded(
+    forward: Any, tiles: Sequence[np.ndarray], batch: int, report: Reporter
+) -> np.ndarray:
+    """Run ``tiles`` as one batch of exactly ``batch`` tiles (zero tiles pad a short one).
+
+    A fixed batch shape keeps each tile's scores independent of its batch-mates.
+    """
+    stacked = np.stack(tiles)
+    short = batch - len(tiles)
+    if short > 0:
+        stacked = np.concatenate([stacked, np.zeros((short, *stacked.shape[1:]), stacked.dtype)])
+    return _forward_halving(forward, stacked, report)[: len(tiles)]
 
 
 def _forward_halving(forward: Any, tiles: np.ndarray, report: Reporter) -> np.ndarray:

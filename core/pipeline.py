@@ -62,6 +62,7 @@ def run_superpixels(
     max_pixels: int = MAX_IN_MEMORY_PIXELS,
     block_size: int = DEFAULT_BLOCK_SIZE,
     reporter: Reporter | None = None,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Segment a raster into superpixels with SLIC, QuickShift or Felzenszwalb.
 
@@ -103,6 +104,10 @@ def run_superpixels(
         bounded memory (:mod:`core.blocks`); smaller ones in memory, in one piece.
     reporter : Reporter, optional
         Progress and log sink.
+    dask_scheduler : str, optional
+        Segment the blocks of a raster larger than ``block_size`` on a Dask cluster
+        (``tcp://host:8786`` or ``local:N``, see :mod:`core.distributed`); the result equals
+        the single-process result. A raster of one block is segmented here.
 
     Returns
     -------
@@ -171,7 +176,10 @@ def run_superpixels(
             overwrite=overwrite,
             block_size=block_size,
             report=report,
+            dask_scheduler=dask_scheduler,
         )
+    if dask_scheduler:
+        report.info("The raster fits in one block: segmented here, without Dask.")
 
     with io.open_raster(src) as raster:
         image, valid = io.read_bands(raster, band_list, nodata_zero=nodata_zero)
@@ -245,8 +253,43 @@ def _superpixels_in_blocks(
     overwrite: bool,
     block_size: int,
     report: Reporter,
+    dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run the streamed path of :func:`run_superpixels` (rasters larger than a block)."""
+    if dask_scheduler:
+        from .distributed import DaskBlocks, connect
+
+        with connect(dask_scheduler, reporter=report) as client:
+            return _segment_blocks(
+                method, src=src, info=info, band_list=band_list, kwargs=kwargs,
+                outputs=outputs, normalization=normalization, percentiles=percentiles,
+                nodata_zero=nodata_zero, overwrite=overwrite, block_size=block_size,
+                report=report, executor=DaskBlocks(client),
+            )  # fmt: skip
+    return _segment_blocks(
+        method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
+        normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
+        overwrite=overwrite, block_size=block_size, report=report, executor=None,
+    )  # fmt: skip
+
+
+def _segment_blocks(
+    method: str,
+    *,
+    src: str,
+    info: io.RasterInfo,
+    band_list: list[int],
+    kwargs: dict[str, Any],
+    outputs: list[tuple[str, str]],
+    normalization: str,
+    percentiles: tuple[float, float],
+    nodata_zero: bool,
+    overwrite: bool,
+    block_size: int,
+    report: Reporter,
+    executor: Any,
+) -> dict[str, Any]:
+    """Segment block by block, here or with a block executor, and write the outputs."""
     from .blocks import segment_in_blocks, write_mean_raster
 
     keys = {key for _, key in outputs}
@@ -269,6 +312,7 @@ def _superpixels_in_blocks(
             block_size=block_size,
             want_means=len(keys) > 1,
             reporter=report,
+            executor=executor,
         )
         if n_segments == 0:
             raise EngineError(

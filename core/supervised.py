@@ -530,7 +530,7 @@ def _finite(value: Any) -> Any:
 
 def run_predictunet(
     *,
-    src: str,
+    src: str | Sequence[str],
     model: str,
     dst: str,
     dst_confidence: str | None = None,
@@ -540,39 +540,157 @@ def run_predictunet(
     threads: int | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    dask_scheduler: str | None = None,
+    block_size: int | None = None,
+    dst_mosaic: str | None = None,
 ) -> dict[str, Any]:
-    """Classify a raster with a model file written by :func:`run_trainunet`.
+    """Classify rasters with a model file written by :func:`run_trainunet`.
 
     Parameters
     ----------
-    src : str
-        Raster with the model's band layout (the model's band indices are read).
+    src : str or sequence of str
+        Raster with the model's band layout (the model's band indices are read); or, for
+        a batch, a folder of rasters, ``@list.txt`` or a list (:func:`core.mosaic.list_rasters`).
     model : str
         Model file (safetensors + JSON; pickle files are refused).
     dst : str
         Class raster: the model's class values, colour table and class names embedded.
+        For a batch, a folder: ``<dst>/<input name>.tif`` per input.
     dst_confidence : str, optional
-        Float32 raster of the winning class's probability.
+        Float32 raster of the winning class's probability (for a batch, a folder).
     dst_polygons : str, optional
-        One polygon per connected class region, with ``class`` and ``name`` fields.
+        One polygon per connected class region, with ``class`` and ``name`` fields (one
+        raster only).
     batch_size, device, threads, overwrite, reporter
         See :func:`core.inference.predict_raster`.
+    dask_scheduler : str, optional
+        Run the tiles on a Dask cluster: ``tcp://host:8786`` or ``local:N``
+        (:mod:`core.distributed`). The labels equal the single-process run's.
+    block_size : int, optional
+        Side of the blocks a raster is cut into on Dask, pixels
+        (:data:`core.distributed.DEFAULT_BLOCK_SIZE` by default).
+    dst_mosaic : str, optional
+        A ``.vrt`` mosaic of the class rasters (they must share a CRS and pixel grid).
 
     Returns
     -------
     dict
-        ``OUTPUT``, optional ``OUTPUT_CONFIDENCE`` / ``OUTPUT_POLYGONS``, and ``CLASSES``.
+        ``OUTPUT``, optional ``OUTPUT_CONFIDENCE`` / ``OUTPUT_POLYGONS`` /
+        ``OUTPUT_MOSAIC``, and ``CLASSES``. For a batch ``OUTPUT`` is the folder and
+        ``OUTPUTS`` lists the class rasters.
     """
     import torch
 
     from .modelfile import load_model, read_metadata
-    from .networks import build_network
+    from .mosaic import batch_outputs, list_rasters
 
     report = reporter or Reporter("text")
     metadata = read_metadata(model)
-    for path in (dst, dst_confidence, dst_polygons):
+    sources, batch = list_rasters(src)
+    if batch and dst_polygons:
+        raise EngineError(
+            "Polygons are written for one raster only; vectorize each class raster with "
+            "landseg:vectorize, or leave the polygons out."
+        )
+    if dst_mosaic and os.path.splitext(dst_mosaic)[1].lower() != ".vrt":
+        raise EngineError(f"{dst_mosaic}: the mosaic is a GDAL VRT; give a .vrt path.")
+    if batch:
+        dsts = batch_outputs(sources, dst)
+        confs = (
+            batch_outputs(sources, dst_confidence, suffix="_confidence")
+            if dst_confidence
+            else [None] * len(sources)
+        )
+    else:
+        dsts, confs = [dst], [dst_confidence]
+    for path in (*dsts, *confs, dst_polygons, dst_mosaic):
         if path:
             io.check_output_path(path, overwrite=overwrite)
+    band_lists = [_model_bands(metadata, path, report) for path in sources]
+    classes = classes_from_json(metadata["classes"])
+    if dask_scheduler:
+        from .distributed import DEFAULT_BLOCK_SIZE, PredictItem, connect, predict_rasters
+
+        def shared(path: str | None) -> str | None:  # workers have other working folders
+            if not path or path.startswith("/vsi") or "://" in path:
+                return path
+            return os.path.abspath(path)
+
+        items = [
+            PredictItem(str(shared(s)), str(shared(d)), shared(c), tuple(b))
+            for s, d, c, b in zip(sources, dsts, confs, band_lists, strict=True)
+        ]
+        with connect(dask_scheduler, reporter=report) as client:
+            results = predict_rasters(
+                client,
+                model=model,
+                metadata=metadata,
+                items=items,
+                classes=classes,
+                block_size=block_size or DEFAULT_BLOCK_SIZE,
+                batch_size=batch_size,
+                device=device,
+                threads=threads,
+                overwrite=overwrite,
+                reporter=report,
+            )
+    else:
+        if threads:
+            torch.set_num_threads(int(threads))
+        state, metadata = load_model(model)
+        network = build_network_checked(metadata, state, model)
+        results = []
+        for number, (path, out, conf, bands) in enumerate(
+            zip(sources, dsts, confs, band_lists, strict=True)
+        ):
+            if batch:
+                report.info(f"Raster {number + 1} of {len(sources)}: {path}")
+            results.append(
+                _predict_one(
+                    network, metadata, classes, path, out, conf, bands,
+                    batch_size=batch_size, device=device, threads=threads,
+                    overwrite=overwrite, report=report,
+                )
+            )  # fmt: skip
+    outputs: dict[str, Any] = {"OUTPUT": str(dst), "CLASSES": classes_to_json(classes)}
+    if dst_confidence:
+        outputs["OUTPUT_CONFIDENCE"] = str(dst_confidence)
+    if batch:
+        outputs["OUTPUTS"] = [str(p) for p in dsts]
+        outputs["TILES"] = sum(int(r.get("TILES", 0)) for r in results)
+    else:
+        for key in ("DEVICE", "PRECISION", "TILES", "SECONDS", "COUNTS"):
+            if key in results[0]:
+                outputs[key] = results[0][key]
+    if dst_polygons:
+        outputs["OUTPUT_POLYGONS"] = _class_polygons(dst, dst_polygons, classes, overwrite, report)
+    if dst_mosaic:
+        from .classes import write_qml
+        from .mosaic import write_vrt
+
+        write_vrt(dsts, dst_mosaic, classes=complete_classes([], classes))
+        write_qml(dst_mosaic, complete_classes([], classes))
+        outputs["OUTPUT_MOSAIC"] = str(dst_mosaic)
+    return outputs
+
+
+def build_network_checked(metadata: dict[str, Any], state: dict[str, Any], model: str) -> Any:
+    """Build a model file's network and load its weights (a clear error if they differ)."""
+    from .networks import build_network
+
+    network = build_network(metadata)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise EngineError(
+            f"{model}: the weights do not fit the described network ({str(err)[:200]}). The "
+            "file is damaged; train the model again."
+        ) from None
+    return network
+
+
+def _model_bands(metadata: dict[str, Any], src: str, report: Reporter) -> list[int]:
+    """Return the input bands a model reads from ``src`` (checks count, types, resolution)."""
     wanted = metadata.get("bands", {})
     count = int(wanted.get("count", 0))
     info = io.inspect_raster(src)
@@ -604,26 +722,33 @@ def run_predictunet(
                 f"{float(resolution[0]):g}: results are usually poor far from the training "
                 "resolution."
             )
-    if threads:
-        torch.set_num_threads(int(threads))
-    state, metadata = load_model(model)
-    network = build_network(metadata)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        raise EngineError(
-            f"{model}: the weights do not fit the described network ({str(err)[:200]}). The "
-            "file is damaged; train the model again."
-        ) from None
-    classes = classes_from_json(metadata["classes"])
-    norm = metadata.get("normalization", {})
+    return indices
+
+
+def _predict_one(
+    network: Any,
+    metadata: dict[str, Any],
+    classes: Sequence[ClassInfo],
+    src: str,
+    dst: str,
+    dst_confidence: str | None,
+    bands: Sequence[int],
+    *,
+    batch_size: int,
+    device: str,
+    threads: int | None,
+    overwrite: bool,
+    report: Reporter,
+) -> dict[str, Any]:
+    """Classify one raster in this process (:func:`core.inference.predict_raster`)."""
     from .inference import predict_raster
 
-    result = predict_raster(
+    norm = metadata.get("normalization", {})
+    return predict_raster(
         network,
         src,
         dst,
-        bands=indices,
+        bands=list(bands),
         offsets=norm.get("offsets"),
         scales=norm.get("scales"),
         class_values=[c.value for c in classes],
@@ -638,15 +763,6 @@ def run_predictunet(
         reporter=report,
         threads=threads,
     )
-    outputs: dict[str, Any] = {"OUTPUT": str(dst), "CLASSES": classes_to_json(classes)}
-    if dst_confidence:
-        outputs["OUTPUT_CONFIDENCE"] = str(dst_confidence)
-    if dst_polygons:
-        outputs["OUTPUT_POLYGONS"] = _class_polygons(dst, dst_polygons, classes, overwrite, report)
-    for key in ("DEVICE", "PRECISION", "TILES", "SECONDS", "COUNTS"):
-        if key in result:
-            outputs[key] = result[key]
-    return outputs
 
 
 def _class_polygons(

@@ -11,7 +11,7 @@ from typing import Any
 from .networks import ENCODERS
 from .protocol import Reporter
 
-__all__ = ["TRAIN_DEFAULTS", "add_commands"]
+__all__ = ["TRAIN_DEFAULTS", "add_commands", "add_dask_arguments"]
 
 #: Defaults of ``trainunet``'s tuning parameters, shared by the CLI, the engine and QGIS.
 #: Chosen so that six 400x400 10-band scenes train in well under 15 minutes on 2 CPU
@@ -91,16 +91,48 @@ def add_commands(commands: Any) -> None:
         description="Apply a model written by trainunet through the tiled inference engine; "
         "writes a class raster with the model's class values, colours and names.",
     )
-    predict.add_argument("input", help="Raster with the model's bands.")
+    predict.add_argument(
+        "input",
+        help="Raster with the model's bands; or a folder of rasters, or @list.txt (one "
+        "raster per line), for a batch.",
+    )
     predict.add_argument("model", help="Model file (.safetensors written by LandSeg).")
-    predict.add_argument("output", help="Class raster (GeoTIFF).")
-    predict.add_argument("--confidence", help="Raster of the winning class's probability.")
+    predict.add_argument(
+        "output", help="Class raster (GeoTIFF); for a batch, a folder (<input name>.tif each)."
+    )
+    predict.add_argument(
+        "--confidence",
+        help="Raster of the winning class's probability (for a batch, a folder).",
+    )
     predict.add_argument("--polygons", help="Class polygons (any OGR format).")
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--device", default="auto", help=DEVICE_HELP)
     predict.add_argument("--threads", type=int, default=None)
     predict.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
+    predict.add_argument("--mosaic", help="Also write a VRT mosaic of the class rasters (.vrt).")
+    add_dask_arguments(predict, blocks=True)
     predict.set_defaults(handler=_run_predict)
+
+
+def add_dask_arguments(parser: argparse.ArgumentParser, *, blocks: bool = False) -> None:
+    """Add ``--dask-scheduler`` (and ``--dask-block-size``) to a command."""
+    parser.add_argument(
+        "--dask-scheduler",
+        default=None,
+        metavar="ADDRESS|local:N",
+        help="Run the window work as Dask tasks: the address of a running scheduler "
+        "(tcp://host:8786) or local:N for N local worker processes. The result equals the "
+        "single-process result. Default: no Dask.",
+    )
+    if blocks:
+        parser.add_argument(
+            "--dask-block-size",
+            type=int,
+            default=None,
+            metavar="N",
+            help="Side of the blocks (one Dask task each), pixels, a multiple of 256 "
+            "(default: 4096).",
+        )
 
 
 def _run_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
@@ -152,4 +184,7 @@ def _run_predict(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]
         threads=args.threads,
         overwrite=args.overwrite,
         reporter=reporter,
+        dask_scheduler=args.dask_scheduler,
+        block_size=args.dask_block_size,
+        dst_mosaic=args.mosaic,
     )

@@ -48,6 +48,7 @@ GROUPS = {
     "assessment": "Assessment",
     "supervised": "Supervised",
     "postprocessing": "Post-processing",
+    "unsuperviseddeep": "Unsupervised deep",
 }
 
 
@@ -148,6 +149,29 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
             self.add_advanced(definition)
         else:
             self.addParameter(definition)
+
+    def add_dask_scheduler(self) -> None:
+        """Add the advanced DASK_SCHEDULER parameter (engine option --dask-scheduler)."""
+        from qgis.core import QgsProcessingParameterString
+
+        definition = QgsProcessingParameterString(
+            "DASK_SCHEDULER",
+            self.tr("Dask scheduler (tcp://host:8786 or local:N; empty: no Dask)"),
+            optional=True,
+        )
+        definition.setHelp(
+            self.tr(
+                "Run the window work as Dask tasks on a cluster: the address of a running "
+                "scheduler, or local:N for N worker processes on this machine. The result "
+                "is the same as without Dask. Workers need LandSeg's engine environment."
+            )
+        )
+        self.add_advanced(definition)
+
+    def dask_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """Return ``["--dask-scheduler", value]``, or nothing when DASK_SCHEDULER is empty."""
+        value = (self.parameterAsString(parameters, "DASK_SCHEDULER", context) or "").strip()
+        return ["--dask-scheduler", value] if value else []
 
 
 def raster_source(layer: QgsRasterLayer | None, parameter: str) -> str:

@@ -86,6 +86,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
                 )
             )
         self.add_spec(SEED)
+        self.add_dask_scheduler()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments")))
         self.addParameter(
             QgsProcessingParameterFeatureSink(
@@ -154,6 +155,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
             args += ["--mean", mean]
         if polygons_tmp:
             args += ["--polygons", polygons_tmp]
+        args += self.dask_args(parameters, context)
 
         result = run_engine(args, feedback, outputs=[p for p in (output, mean) if p])
         n_segments = int(result.get("N_SEGMENTS", 0))

@@ -337,6 +337,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
                 "DEVICE", self.tr("Device (auto, cpu, cuda, cuda:1)"), defaultValue="auto"
             )
         )
+        self.add_dask_scheduler()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Classes")))
         self.addParameter(
             QgsProcessingParameterRasterDestination(
@@ -376,6 +377,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             str(self.parameterAsInt(parameters, "BATCH_SIZE", context)),
             "--device",
             self.parameterAsString(parameters, "DEVICE", context).strip() or "auto",
+            *self.dask_args(parameters, context),
         ]
         files = [output]
         confidence = None

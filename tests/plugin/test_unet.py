@@ -103,6 +103,23 @@ def test_predict_styles_classes(model, crop, run, tmp_path):
     assert conf.max() <= 1.0001 and conf.max() > 0.2
 
 
+def test_predict_on_a_local_dask_cluster_equals_single_process(model, crop, run, tmp_path):
+    """DASK_SCHEDULER=local:2 (advanced) runs the blocks on two worker processes."""
+    path, _ = model
+    arrays = []
+    for name, scheduler in (("single", ""), ("dask", "local:2")):
+        out = tmp_path / f"{name}.tif"
+        run(
+            "landseg:predictunet",
+            {"INPUT": str(crop["image"]), "MODEL": str(path), "OUTPUT": str(out),
+             "DASK_SCHEDULER": scheduler},
+        )  # fmt: skip
+        ds = gdal.Open(str(out))
+        arrays.append(ds.GetRasterBand(1).ReadAsArray())
+        assert ds.GetRasterBand(1).GetColorTable() is not None
+    assert (arrays[0] == arrays[1]).all()
+
+
 def test_band_count_mismatch_is_a_clear_error(model, crop, run, tmp_path):
     with pytest.raises(QgsProcessingException, match="trained on 5 bands"):
         run(
