@@ -5,6 +5,12 @@ larger than memory work), brings the reference onto the prediction's grid (a ras
 warped with nearest-neighbour resampling, or polygons rasterized per window, reprojected
 when the CRSs differ), accumulates one contingency table and derives every metric and
 report from it (:mod:`core.metrics`, :mod:`core.report`).
+
+With a Dask scheduler (``dask_scheduler``) the windows are grouped into blocks of
+consecutive windows, one task each: a task reads its windows exactly as the single
+process does (the same windows, the same warped reference, the same polygons) and returns
+its block's counts, which the client adds up. Counts are integers, so the table, and every
+metric, equals the single-process one. The errors raster is written on the client.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +42,8 @@ __all__ = ["parse_classes", "run_accuracy"]
 
 #: Rows read per window.
 WINDOW_ROWS = 512
+#: Pixels per Dask task (whole windows; at least one window per task).
+DASK_BLOCK_PIXELS = 4096 * 4096
 #: Values of the optional error raster.
 ERRORS_NODATA, CORRECT, WRONG = 0, 1, 2
 #: Classes of the errors raster (colour table, ``LANDSEG_CLASSES`` tag and ``.qml``).
@@ -152,6 +161,8 @@ def run_accuracy(
     dst_errors: str | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
+    dask_scheduler: str | None = None,
+    dask_block_rows: int | None = None,
 ) -> dict[str, Any]:
     """Assess a classified or cluster raster against a reference raster or polygons.
 
@@ -182,6 +193,15 @@ def run_accuracy(
         Replace existing outputs.
     reporter : Reporter, optional
         Progress and log sink.
+    dask_scheduler : str, optional
+        Count the windows as Dask tasks: ``tcp://host:8786`` or ``local:N``
+        (:mod:`core.distributed`). Every worker must read the prediction and the reference
+        raster by their paths; reference polygons are read (and reprojected) by the client
+        and sent to the workers. The numbers equal the single-process run's. The errors
+        raster is written by the client.
+    dask_block_rows : int, optional
+        Rows per Dask task, rounded to whole windows of :data:`WINDOW_ROWS` rows; by
+        default about :data:`DASK_BLOCK_PIXELS` pixels per task.
 
     Returns
     -------
@@ -222,12 +242,24 @@ def run_accuracy(
         if reference is not None and not colors:
             with io.open_raster(reference) as ref_src:
                 colors = _colormap_names(ref_src)[1]
-        accumulator = ConfusionAccumulator()
         windows = list(_windows(info.height, info.width))
-        for index, window in enumerate(windows):
-            pred, ref, valid = _read_pair(pred_src, ref_reader, window, ignore)
-            accumulator.update(pred, ref, valid)
-            report.progress(70.0 * (index + 1) / len(windows))
+        if dask_scheduler:
+            accumulator = _accumulate_on_dask(
+                dask_scheduler,
+                _ReadSpec(_shared(prediction), _shared(reference), info, tuple(ignore)),
+                ref_reader if isinstance(ref_reader, _PolygonReference) else None,
+                windows,
+                dask_block_rows,
+                report,
+            )
+            if dst_errors:
+                report.info("Writing the errors raster on this machine (a second pass).")
+        else:
+            accumulator = ConfusionAccumulator()
+            for index, window in enumerate(windows):
+                pred, ref, valid = _read_pair(pred_src, ref_reader, window, ignore)
+                accumulator.update(pred, ref, valid)
+                report.progress(70.0 * (index + 1) / len(windows))
         if accumulator.n_pixels == 0:
             raise EngineError(
                 "No pixel is valid in both rasters after leaving out nodata and IGNORE_VALUE "
@@ -437,3 +469,111 @@ def _write_errors(
             dst.write(np.where(valid, block, ERRORS_NODATA)[np.newaxis], window=window)
         dst.set_band_description(1, "1 correct, 2 wrong, 0 not assessed")
         write_raster_classes(dst, ERROR_CLASSES)
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+@dataclass(frozen=True)
+class _ReadSpec:
+    """What a Dask task needs to read its windows (paths every worker reaches)."""
+
+    prediction: str
+    reference: str | None
+    info: io.RasterInfo
+    ignore: tuple[float, ...]
+
+
+def _shared(path: str | None) -> str | None:
+    """Return an absolute path (workers run elsewhere); GDAL virtual paths unchanged."""
+    if not path or path.startswith("/vsi") or "://" in path:
+        return path
+    return os.path.abspath(path)
+
+
+def _group_windows(
+    windows: Sequence[Window], width: int, block_rows: int | None
+) -> list[list[Window]]:
+    """Consecutive windows per task: ``block_rows`` rows, or about DASK_BLOCK_PIXELS."""
+    rows = block_rows or DASK_BLOCK_PIXELS // max(int(width), 1)
+    per_task = max(1, int(rows) // WINDOW_ROWS)
+    return [list(windows[i : i + per_task]) for i in range(0, len(windows), per_task)]
+
+
+def _accumulate_block(
+    spec: _ReadSpec, polygons: _PolygonReference | None, windows: Sequence[Window]
+) -> ConfusionAccumulator:
+    """Worker side: count a block's windows, read exactly as the single process reads them."""
+    from .distributed import _Silent
+
+    accumulator = ConfusionAccumulator()
+    with contextlib.ExitStack() as stack:
+        pred_src = stack.enter_context(io.open_raster(spec.prediction))
+        reader = polygons
+        if reader is None:
+            reader = _open_reference(
+                stack, spec.reference, None, None, spec.info, pred_src, _Silent()
+            )
+        for window in windows:
+            pred, ref, valid = _read_pair(pred_src, reader, window, spec.ignore)
+            accumulator.update(pred, ref, valid)
+    return accumulator
+
+
+def _accumulate_on_dask(
+    scheduler: str,
+    spec: _ReadSpec,
+    polygons: _PolygonReference | None,
+    windows: Sequence[Window],
+    block_rows: int | None,
+    report: Reporter,
+) -> ConfusionAccumulator:
+    """Count the windows as Dask tasks (blocks of windows) and add up their tables.
+
+    Reference polygons, read and reprojected here, are sent to every worker once, so
+    the workers need neither the vector file nor the same PROJ set-up.
+    """
+    import uuid
+
+    from distributed import as_completed
+
+    from .distributed import connect
+
+    blocks = _group_windows(windows, spec.info.width, block_rows)
+    accumulator = ConfusionAccumulator()
+    with connect(scheduler, reporter=report) as client:
+        shared = None
+        if polygons is not None:
+            shared = client.scatter(polygons, broadcast=True)
+            report.info(f"{len(polygons.shapes)} reference polygons sent to the workers once.")
+        report.info(f"Counting {len(windows)} windows in {len(blocks)} Dask tasks.")
+        futures = {
+            client.submit(
+                _accumulate_block,
+                spec,
+                shared,
+                block,
+                key=f"landseg-accuracy-{index}-{uuid.uuid4().hex[:8]}",
+            ): index
+            for index, block in enumerate(blocks)
+        }
+        try:
+            for done, future in enumerate(as_completed(list(futures)), start=1):
+                try:
+                    part = future.result()
+                except EngineError:
+                    raise
+                except Exception as err:  # a worker's error, e.g. an unreadable raster
+                    block = blocks[futures[future]]
+                    first, last = block[0].row_off, block[-1].row_off + block[-1].height
+                    files = " and ".join(filter(None, (spec.prediction, spec.reference)))
+                    raise EngineError(
+                        f"Rows {first}-{last} failed on a Dask worker ({type(err).__name__}: "
+                        f"{err}); no output was written. Check that every worker can read "
+                        f"{files}."
+                    ) from err
+                accumulator.merge(part)
+                report.progress(70.0 * done / len(blocks))
+        finally:
+            client.cancel(list(futures))
+    return accumulator

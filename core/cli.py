@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     acc.add_argument("--json", help="Every metric as JSON.")
     acc.add_argument("--errors", help="GeoTIFF of correct (1) / wrong (2) pixels.")
     acc.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
+    from .supervised_cli import add_dask_arguments as add_accuracy_dask
+
+    add_accuracy_dask(acc)
     acc.set_defaults(handler=_run_accuracy)
     vec = commands.add_parser(
         "vectorize",
@@ -257,6 +260,7 @@ def _run_accuracy(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any
         dst_errors=args.errors,
         overwrite=args.overwrite,
         reporter=reporter,
+        dask_scheduler=args.dask_scheduler,
     )
 
 

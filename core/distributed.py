@@ -34,6 +34,11 @@ Superpixels (:class:`DaskBlocks`)
     blocks at a time), and ids are renumbered to the sequential run's at the end, so the
     output equals the single-process output.
 
+Accuracy
+    :func:`core.accuracy.run_accuracy` counts blocks of its windows as tasks (with
+    :func:`connect`) and adds up their contingency tables on the client; integer counts,
+    so the metrics equal the single-process ones.
+
 Faults
     Dask reruns the tasks of a lost worker elsewhere; tasks are idempotent, so the result
     is unchanged. A failed run removes its block files and leaves no output.

@@ -102,6 +102,7 @@ class AccuracyAlgorithm(LandSegAlgorithm):
                 optional=True,
             )
         )
+        self.add_dask_scheduler()
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_HTML", self.tr("Accuracy report"), self.tr("HTML files (*.html)")
@@ -187,6 +188,7 @@ class AccuracyAlgorithm(LandSegAlgorithm):
         classes = self.parameterAsString(parameters, "CLASSES", context)
         if classes:
             args += ["--classes", classes]
+        args += self.dask_args(parameters, context)
         files: dict[str, str] = {}
         for key, option in (
             ("OUTPUT_HTML", "--html"),

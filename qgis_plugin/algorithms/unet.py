@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterFolderDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -318,13 +319,33 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
     group_id = "supervised"
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
-        """Declare the raster, the model file and the outputs."""
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")))
+        """Declare the raster (or a batch of rasters), the model file and the outputs."""
+        self.addParameter(
+            QgsProcessingParameterRasterLayer(
+                "INPUT", self.tr("Input raster (or a batch below)"), optional=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFile(
                 "MODEL",
                 self.tr("Model file (.safetensors from Train U-Net)"),
                 extension="safetensors",
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterMultipleLayers(
+                "INPUTS",
+                self.tr("Batch: input rasters (instead of INPUT; one output each)"),
+                layerType=RASTERS,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                "INPUT_FOLDER",
+                self.tr("Batch: folder of input rasters (.tif, .vrt, .jp2, .img)"),
+                behavior=FOLDER,
+                optional=True,
             )
         )
         self.add_advanced(
@@ -338,7 +359,11 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             )
         )
         self.add_dask_scheduler()
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Classes")))
+        self.addParameter(  # optional for a batch; a temporary file by default
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT", self.tr("Classes"), optional=True, createByDefault=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "OUTPUT_CONFIDENCE",
@@ -356,6 +381,22 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
                 createByDefault=False,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterFolderDestination(
+                "OUTPUT_FOLDER",
+                self.tr("Batch: output folder (<input name>.tif each)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT_MOSAIC",
+                self.tr("Batch: VRT mosaic of the class rasters (.vrt)"),
+                optional=True,
+                createByDefault=False,
+            )
+        )
 
     def processAlgorithm(
         self,
@@ -364,14 +405,8 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``python -m core predictunet`` and load the styled classes."""
-        source = raster_source(self.parameterAsRasterLayer(parameters, "INPUT", context), "INPUT")
         model = absolute(self.parameterAsFile(parameters, "MODEL", context))
-        output = self.output_path(parameters, "OUTPUT", context, "classes.tif")
-        args = [
-            "predictunet",
-            source,
-            model,
-            output,
+        options = [
             "--overwrite",
             "--batch-size",
             str(self.parameterAsInt(parameters, "BATCH_SIZE", context)),
@@ -379,6 +414,29 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             self.parameterAsString(parameters, "DEVICE", context).strip() or "auto",
             *self.dask_args(parameters, context),
         ]
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        layers = self.parameterAsLayerList(parameters, "INPUTS", context)
+        folder = self.parameterAsFile(parameters, "INPUT_FOLDER", context)
+        if layers or folder:
+            if layer is not None or (layers and folder):
+                raise QgsProcessingException(
+                    "Give one raster (INPUT), input rasters (INPUTS) or a folder of rasters "
+                    "(INPUT_FOLDER): only one of them."
+                )
+            return self._batch(parameters, context, feedback, model, options, layers, folder)
+        if layer is None:
+            raise QgsProcessingException(
+                "No input: give a raster (INPUT), or for a batch input rasters (INPUTS) or "
+                "a folder of rasters (INPUT_FOLDER)."
+            )
+        if parameters.get("OUTPUT_MOSAIC") is not None:
+            raise QgsProcessingException(
+                "OUTPUT_MOSAIC is for a batch (INPUTS or INPUT_FOLDER); leave it out for one "
+                "raster."
+            )
+        source = raster_source(layer, "INPUT")
+        output = self.output_path(parameters, "OUTPUT", context, "classes.tif")
+        args = ["predictunet", source, model, output, *options]
         files = [output]
         confidence = None
         if parameters.get("OUTPUT_CONFIDENCE") is not None:
@@ -405,6 +463,74 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             )
             attach_styler(context, outputs["OUTPUT_POLYGONS"], LayerStyler("U-Net class polygons"))
         return outputs
+
+    def _batch(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        model: str,
+        options: list[str],
+        layers: list[Any],
+        folder: str,
+    ) -> dict[str, Any]:
+        """Classify many rasters into OUTPUT_FOLDER, with an optional VRT mosaic."""
+        for key in ("OUTPUT_CONFIDENCE", "OUTPUT_POLYGONS"):
+            if parameters.get(key) is not None:
+                raise QgsProcessingException(
+                    f"{key} is written for one raster (INPUT) only; leave it out for a batch, "
+                    "or vectorize the class rasters with landseg:vectorize."
+                )
+        out_folder = self.parameterAsFileOutput(parameters, "OUTPUT_FOLDER", context)
+        out_folder = absolute(out_folder or QgsProcessingUtils.generateTempFilename("classes"))
+        expected = []
+        if layers:
+            sources = _raster_files(layers, "INPUTS")
+            listing = QgsProcessingUtils.generateTempFilename("inputs.txt")
+            with open(listing, "w", encoding="utf-8") as handle:
+                handle.write("".join(f"{path}\n" for path in sources))
+            spec = f"@{listing}"
+            stems = [os.path.splitext(os.path.basename(path))[0] for path in sources]
+            expected = [os.path.join(out_folder, f"{stem}.tif") for stem in stems]
+        else:
+            spec = absolute(folder)
+        args = ["predictunet", spec, model, out_folder, *options]
+        mosaic = self._mosaic_path(parameters, context)
+        if mosaic:
+            args += ["--mosaic", mosaic]
+        result = run_engine(args, feedback, outputs=[*expected, mosaic or ""])
+        classes = result.get("CLASSES") or []
+        for path in result.get("OUTPUTS") or []:
+            write_class_style(path, classes)
+        feedback.pushInfo(f"{len(result.get('OUTPUTS') or [])} class rasters in {out_folder}")
+        outputs: dict[str, Any] = {"OUTPUT_FOLDER": out_folder}
+        if mosaic:
+            write_class_style(mosaic, classes)
+            attach_styler(context, mosaic, LayerStyler("U-Net classes (mosaic)", classes=classes))
+            outputs["OUTPUT_MOSAIC"] = mosaic
+        return outputs
+
+    def _mosaic_path(self, parameters: dict[str, Any], context: QgsProcessingContext) -> str:
+        """Return OUTPUT_MOSAIC as a .vrt path ('' when not wanted).
+
+        A temporary output (QGIS names it ``.tif``) becomes ``.vrt``, and QGIS loads that.
+        """
+        if parameters.get("OUTPUT_MOSAIC") is None:
+            return ""
+        path = self.parameterAsOutputLayer(parameters, "OUTPUT_MOSAIC", context)
+        if not path or os.path.splitext(path)[1].lower() == ".vrt":
+            return absolute(path) if path else ""
+        if not os.path.abspath(path).startswith(os.path.abspath(QgsProcessingUtils.tempFolder())):
+            raise QgsProcessingException(
+                f"OUTPUT_MOSAIC {path}: the mosaic is a GDAL VRT (it refers to the class "
+                "rasters, no pixel is copied); give a .vrt file name."
+            )
+        vrt = os.path.splitext(path)[0] + ".vrt"
+        loads = context.layersToLoadOnCompletion()
+        if path in loads:
+            loads[vrt] = loads.pop(path)
+            context.setLayersToLoadOnCompletion(loads)
+        return vrt
 
     def _copy_polygons(
         self,

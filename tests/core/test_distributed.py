@@ -1,8 +1,9 @@
 """The engine on a Dask cluster (core.distributed): equal results, batches, faults.
 
 A LocalCluster of 2 worker processes (one thread each) runs U-Net prediction cut into
-blocks and block-by-block SLIC; the outputs must equal the single-process outputs pixel
-for pixel. A worker process is killed mid-run and the result must not change.
+blocks, block-by-block SLIC and the accuracy's window counts; the outputs must equal the
+single-process outputs pixel for pixel (and number for number). A worker process is killed
+mid-run and the result must not change.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from rasterio.transform import from_origin
 from rasters import parcels, write_tif
 
+from core.accuracy import run_accuracy
 from core.blocks import BlockPlan, block_dependencies
 from core.classes import ClassInfo, classes_to_json
 from core.distributed import parse_scheduler, plan_region_blocks
@@ -342,3 +345,79 @@ def test_cli_with_a_scheduler_address_and_without_dask(cluster, scene, model, si
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           env=env, cwd=ROOT, check=False)  # fmt: skip
     assert done.stdout.split()[-2:] == ["0", "False"], done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def accuracy_inputs(tmp_path_factory) -> dict[str, Path]:
+    """A 300 x 260 class raster; references on a coarser grid in another CRS, and polygons."""
+    folder = tmp_path_factory.mktemp("accuracy")
+    rng = np.random.default_rng(7)
+    pred = (parcels((300, 260), 1, seed=1)[0] // 50).astype(np.uint8) + 1
+    ref = np.where(rng.random(pred.shape) < 0.2, rng.integers(1, 5, pred.shape), pred)
+    ref[:20, :30] = 0  # nodata
+    transform = from_origin(630000, 228000, 30, 30)
+    coarse = ref[::2, ::2].astype(np.uint8)[np.newaxis]
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    cells = [(x, y) for x in range(630000, 637800, 600) for y in range(219000, 228000, 600)]
+    frame = gpd.GeoDataFrame(
+        {"id": [1 + (i * 7) % 4 for i in range(len(cells))]},
+        geometry=[box(x + 13, y + 7, x + 587, y + 571) for x, y in cells],
+        crs="EPSG:3358",  # same coordinates, another CRS: reprojected by the client
+    )
+    frame.to_file(folder / "polygons.gpkg", driver="GPKG")
+    coarse_transform = transform @ rasterio.Affine.scale(2)
+    return {
+        "prediction": write_tif(folder / "pred.tif", pred[np.newaxis], transform=transform),
+        "reference": write_tif(
+            folder / "ref.tif", coarse, crs="EPSG:3358", nodata=0, transform=coarse_transform
+        ),
+        "polygons": folder / "polygons.gpkg",
+    }
+
+
+@pytest.mark.parametrize(
+    ("reference", "mode"), [("reference", "classes"), ("polygons", "clusters")]
+)
+def test_accuracy_on_dask_equals_single_process(
+    cluster, accuracy_inputs, tmp_path, monkeypatch, reference, mode
+):
+    """Windows counted in 7 Dask tasks give the single process's metrics and errors raster."""
+    monkeypatch.setattr("core.accuracy.WINDOW_ROWS", 16)  # 19 windows, 3 per task
+    source = {"reference": str(accuracy_inputs[reference])}
+    if reference == "polygons":
+        source = {"reference_polygons": str(accuracy_inputs["polygons"]), "class_field": "id"}
+    results, logs = {}, {}
+    for name, scheduler in (("single", None), ("dask", cluster.scheduler_address)):
+        report = Quiet()
+        results[name] = run_accuracy(
+            prediction=str(accuracy_inputs["prediction"]),
+            **source,
+            mode=mode,
+            ignore_values=[5],
+            dst_json=str(tmp_path / f"{name}.json"),
+            dst_errors=str(tmp_path / f"{name}.tif"),
+            dask_scheduler=scheduler,
+            dask_block_rows=48,
+            reporter=report,
+        )
+        logs[name] = report.messages
+    assert any("in 7 Dask tasks" in m for m in logs["dask"])
+    assert any("reprojecting" in m.lower() for m in logs["dask"])
+    single = json.loads((tmp_path / "single.json").read_text())
+    assert single["n_pixels"] > 40000 and 0.1 < single["overall_accuracy"] < 1
+    assert (tmp_path / "dask.json").read_text() == (tmp_path / "single.json").read_text()
+    assert {k: v for k, v in results["dask"].items() if not k.startswith("OUTPUT")} == {
+        k: v for k, v in results["single"].items() if not k.startswith("OUTPUT")
+    }
+    assert np.array_equal(_read(tmp_path / "dask.tif"), _read(tmp_path / "single.tif"))
+
+
+def test_accuracy_cli_takes_a_scheduler():
+    from core.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["accuracy", "p.tif", "--reference", "r.tif", "--dask-scheduler", "local:2"]
+    )
+    assert args.dask_scheduler == "local:2"

@@ -63,6 +63,24 @@ def test_classes_mode_with_polygons(run, nc_dir, tmp_path):
     assert result["OVERALL_ACCURACY"] > 0.8
 
 
+def test_dask_scheduler_gives_the_same_numbers(run, nc_dir, tmp_path):
+    """DASK_SCHEDULER=local:2 counts the windows on two worker processes."""
+    params = {
+        "PREDICTION": str(nc_dir / "strata.tif"),
+        "REFERENCE_POLYGONS": str(nc_dir / "landsat96_polygons.shp"),
+        "CLASS_FIELD": "id",
+    }
+    texts = []
+    for name, scheduler in (("one", ""), ("dask", "local:2")):
+        run(
+            "landseg:accuracy",
+            {**params, "DASK_SCHEDULER": scheduler, "OUTPUT_HTML": str(tmp_path / f"{name}.html"),
+             "OUTPUT_JSON": str(tmp_path / f"{name}.json")},
+        )  # fmt: skip
+        texts.append((tmp_path / f"{name}.json").read_text())
+    assert texts[0] == texts[1]
+
+
 def _bad(run, tmp_path, params, message):
     with pytest.raises(QgsProcessingException, match=message):
         run("landseg:accuracy", {**params, "OUTPUT_HTML": str(tmp_path / "bad.html")})

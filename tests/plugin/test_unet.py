@@ -120,6 +120,65 @@ def test_predict_on_a_local_dask_cluster_equals_single_process(model, crop, run,
     assert (arrays[0] == arrays[1]).all()
 
 
+@pytest.fixture(scope="module")
+def halves(crop) -> Path:
+    """The crop's west and east halves (128 x 64 px each) in a folder of their own."""
+    folder = crop["folder"] / "halves"
+    folder.mkdir()
+    for name, offset in (("west", 0), ("east", 64)):
+        options = gdal.TranslateOptions(srcWin=[offset, 0, 64, 128])
+        gdal.Translate(str(folder / f"{name}.tif"), str(crop["image"]), options=options)
+    return folder
+
+
+def _array(path: Path):
+    ds = gdal.Open(str(path))
+    return ds.GetRasterBand(1).ReadAsArray()
+
+
+def test_predict_batch_with_mosaic_on_dask(model, halves, run, tmp_path):
+    """INPUTS on local:2 with a VRT mosaic equals INPUT_FOLDER in one process."""
+    path, _ = model
+    inputs = [str(halves / "west.tif"), str(halves / "east.tif")]
+    result = run(
+        "landseg:predictunet",
+        {"INPUTS": inputs, "MODEL": str(path), "OUTPUT_FOLDER": str(tmp_path / "dask"),
+         "OUTPUT_MOSAIC": str(tmp_path / "dask" / "all.vrt"), "DASK_SCHEDULER": "local:2"},
+    )  # fmt: skip
+    assert result["OUTPUT_FOLDER"] == str(tmp_path / "dask")
+    assert result["OUTPUT_MOSAIC"] == str(tmp_path / "dask" / "all.vrt")
+    single = run(
+        "landseg:predictunet",
+        {"INPUT_FOLDER": str(halves), "MODEL": str(path), "OUTPUT_FOLDER": str(tmp_path / "one")},
+    )
+    assert "OUTPUT_MOSAIC" not in single
+    for name in ("west", "east"):
+        alone = _array(Path(single["OUTPUT_FOLDER"]) / f"{name}.tif")
+        assert (_array(tmp_path / "dask" / f"{name}.tif") == alone).all()
+        assert (tmp_path / "dask" / f"{name}.qml").exists()
+    mosaic = _array(tmp_path / "dask" / "all.vrt")
+    assert mosaic.shape == (128, 128)
+    assert (mosaic[:, :64] == _array(tmp_path / "dask" / "west.tif")).all()
+    assert (mosaic[:, 64:] == _array(tmp_path / "dask" / "east.tif")).all()
+    layer = QgsRasterLayer(str(tmp_path / "dask" / "all.vrt"), "m")
+    assert layer.isValid() and layer.renderer().type() == "paletted"
+    names = {c["name"] for c in read_metadata(path)["classes"]}
+    assert {c.label for c in layer.renderer().classes()} == names
+
+
+def test_predict_needs_one_kind_of_input(model, crop, halves, run, tmp_path):
+    base = {"MODEL": str(model[0]), "OUTPUT": str(tmp_path / "x.tif")}
+    with pytest.raises(QgsProcessingException, match="No input"):
+        run("landseg:predictunet", base)
+    with pytest.raises(QgsProcessingException, match="only one of them"):
+        run("landseg:predictunet", {**base, "INPUT": str(crop["image"]),
+                                    "INPUT_FOLDER": str(halves)})  # fmt: skip
+    with pytest.raises(QgsProcessingException, match="for a batch"):
+        run("landseg:predictunet", {**base, "INPUT": str(crop["image"]),
+                                    "OUTPUT_MOSAIC": str(tmp_path / "m.vrt")})  # fmt: skip
+    assert not (tmp_path / "x.tif").exists()
+
+
 def test_band_count_mismatch_is_a_clear_error(model, crop, run, tmp_path):
     with pytest.raises(QgsProcessingException, match="trained on 5 bands"):
         run(
@@ -293,6 +352,27 @@ def test_qgis_process_predict(crop, deployed, process_model, tmp_path):
     )
     assert json.loads(proc.stdout)["results"]["OUTPUT"] == str(out)
     assert out.with_suffix(".qml").exists()
+
+
+def test_qgis_process_predict_batch(halves, deployed, process_model, tmp_path):
+    """A folder of rasters and a temporary mosaic (named .vrt) through qgis_process.bin."""
+    from test_qgis_process import qgis_process
+
+    proc = qgis_process(
+        deployed,
+        "--json",
+        "run",
+        "landseg:predictunet",
+        "--",
+        f"INPUT_FOLDER={halves}",
+        f"MODEL={process_model}",
+        f"OUTPUT_FOLDER={tmp_path / 'out'}",
+        "OUTPUT_MOSAIC=TEMPORARY_OUTPUT",
+    )
+    results = json.loads(proc.stdout)["results"]
+    assert results["OUTPUT_FOLDER"] == str(tmp_path / "out")
+    assert results["OUTPUT_MOSAIC"].endswith(".vrt")  # gone with qgis_process's temp folder
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.tif")) == ["east.tif", "west.tif"]
 
 
 def test_algorithms_are_grouped_documented_and_have_icons(provider):
