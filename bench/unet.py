@@ -17,8 +17,13 @@ Modes (``--mode``, several allowed):
     labels from ``strata.tif`` kept in random 32x32 blocks covering about 25 % of each
     scene (the rest ignored), trained with every default (``--threads`` only).
     Reports wall time, epochs run and OA on the unlabelled pixels.
+``dubai``
+    Dubai aerial RGB (../shared/data/dubai-aerial, no georeferencing): train on the 54
+    images of tiles 1-6 (mask colours mapped to 5 classes; Unlabeled and black ignored),
+    predict the 18 images of tiles 7-8 with ``predictunet``, and report OA, macro-F1 and
+    mIoU of the held-out tiles (one confusion matrix over all of them).
 
-Run: ``python bench/unet.py --mode nc speed defaults --threads 2 [--json PATH]``
+Run: ``python bench/unet.py --mode nc speed defaults dubai --threads 2 [--json PATH]``
 """
 
 from __future__ import annotations
@@ -284,13 +289,114 @@ def bench_defaults(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     }
 
 
+DUBAI_CLASSES = (
+    "1:building:#3C1098,2:land:#8429F6,3:road:#6EC1E4,4:vegetation:#FEDD3A,5:water:#E2A929"
+)
+
+
+def _dubai_labels(mask_png: Path, dst: Path) -> Path:
+    """Mask colours (../shared/data/README.md) -> class values 1-5, 0 ignored."""
+    import rasterio
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(mask_png).convert("RGB")).astype(np.int32)
+    code = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    labels = np.zeros(code.shape, np.uint8)
+    for part in DUBAI_CLASSES.split(","):
+        value, _, colour = part.split(":")
+        labels[code == int(colour[1:], 16)] = int(value)
+    profile = {"driver": "GTiff", "width": labels.shape[1], "height": labels.shape[0]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(dst, "w", count=1, dtype="uint8", nodata=0, **profile) as out:
+            out.write(labels[None])
+    return dst
+
+
+def bench_dubai(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Train on Dubai tiles 1-6, score the held-out tiles 7-8."""
+    import rasterio
+
+    from core.metrics import ConfusionAccumulator, assess_accuracy
+    from core.supervised import run_predictunet, run_trainunet
+
+    base = ROOT.parent / "shared" / "data" / "dubai-aerial"
+    if not base.exists():
+        raise SystemExit(f"Dubai data absent: {base}")
+
+    def pairs(tiles: range) -> list[tuple[Path, Path]]:
+        out = []
+        for tile in tiles:
+            images = sorted((base / f"tile{tile}" / "images").glob("*.jpg"))
+            for image in images[: args.dubai_images]:
+                mask = base / f"tile{tile}" / "masks" / (image.stem + ".png")
+                out.append((image, _dubai_labels(mask, work / f"t{tile}_{image.stem}.tif")))
+        return out
+
+    train_pairs, test_pairs = pairs(range(1, 7)), pairs(range(7, 9))
+    start = time.perf_counter()
+    train = run_trainunet(
+        inputs=[str(image) for image, _ in train_pairs],
+        labels=[str(label) for _, label in train_pairs],
+        ignore_value=0,
+        classes=DUBAI_CLASSES,
+        threads=args.threads,
+        seed=args.seed,
+        dst_model=str(work / "dubai.safetensors"),
+        dst_report=str(work / "dubai-training.html"),
+        reporter=Reporter("text"),
+        **json.loads(args.dubai_options),
+    )
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    confusion = ConfusionAccumulator()
+    for index, (image, label) in enumerate(test_pairs):
+        dst = work / f"pred_{index}.tif"
+        run_predictunet(
+            src=str(image),
+            model=str(work / "dubai.safetensors"),
+            dst=str(dst),
+            threads=args.threads,
+            reporter=Reporter("text"),
+        )
+        with rasterio.open(dst) as pred, rasterio.open(label) as ref:
+            p, r = pred.read(1), ref.read(1)
+        keep = r > 0
+        confusion.update(p[keep], r[keep])
+    predict_s = time.perf_counter() - start
+    result = assess_accuracy(confusion)
+    return {
+        "train_images": len(train_pairs),
+        "test_images": len(test_pairs),
+        "train_s": round(train_s, 1),
+        "predict_s": round(predict_s, 1),
+        "epochs_run": train["EPOCHS_RUN"],
+        "best_epoch": train["BEST_EPOCH"],
+        "val_miou": train["VAL_MIOU"],
+        "oa": result.overall_accuracy,
+        "macro_f1": result.macro["f1"],
+        "miou": result.mean_iou,
+        "kappa": result.kappa,
+        "per_class_iou": {
+            str(v): round(float(x), 3) for v, x in zip(result.classes, result.iou, strict=True)
+        },
+        "options": json.loads(args.dubai_options),
+        "images_per_tile": args.dubai_images,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", nargs="+", default=["nc"], choices=("nc", "speed", "defaults"))
+    modes = ("nc", "speed", "defaults", "dubai")
+    parser.add_argument("--mode", nargs="+", default=["nc"], choices=modes)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "resnet34"])
     parser.add_argument("--nc-options", default="{}", help="JSON of extra trainunet options.")
+    parser.add_argument("--dubai-options", default="{}", help="JSON of extra trainunet options.")
+    parser.add_argument(
+        "--dubai-images", type=int, default=9, help="Images per Dubai tile (9: all of them)."
+    )
     parser.add_argument("--json", help="Write the results here.")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -307,9 +413,12 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.mode:
-            results[mode] = {"nc": bench_nc, "speed": bench_speed, "defaults": bench_defaults}[
-                mode
-            ](args, Path(tmp))
+            results[mode] = {
+                "nc": bench_nc,
+                "speed": bench_speed,
+                "defaults": bench_defaults,
+                "dubai": bench_dubai,
+            }[mode](args, Path(tmp))
             print(json.dumps({mode: results[mode]}), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
