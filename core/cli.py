@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .supervised_cli import add_commands as add_supervised_commands
 
     add_supervised_commands(commands)
+    from .unsupervised_cli import add_commands as add_unsupervised_commands
+
+    add_unsupervised_commands(commands)
     return parser
 
 

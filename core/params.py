@@ -142,3 +142,116 @@ MAX_IN_MEMORY_PIXELS = 8192 * 8192
 #: Superpixels of rasters with more rows or columns than this are segmented block by block
 #: (``core/blocks.py``), in windows of this many pixels plus a halo.
 DEFAULT_BLOCK_SIZE = 2048
+
+#: Unsupervised deep segmentation (``core/unsupervised.py``). Defaults follow the authors'
+#: code (Kanezaki's ``demo.py``: nChannel 100, nConv 2, SGD lr 0.1 momentum 0.9, minLabels
+#: 3; DFC: stepsize_con 1, stepsize_scr 0.5) except the iteration limit (1000 there):
+#: ISB 60 and DFC 100, so that a 400 x 400 10-band scene takes minutes on 2 CPU cores and
+#: keeps a handful to a few dozen clusters (ISB merges faster: 10 clusters at iteration 50,
+#: 4 at 100); W-Net: hidden 8 (fedric95's Hunan baseline), 50 iterations. See
+#: docs/benchmarks.md, "Unsupervised deep segmentation".
+_MAX_CLUSTERS = Param(
+    "max_clusters", "int", 100, "Most clusters: the network's output channels (nChannel).", 2, 1000
+)
+_MIN_CLUSTERS = Param(
+    "min_clusters",
+    "int",
+    3,
+    "Stop training when the clusters fall to this many (minLabels).",
+    1,
+    1000,
+)
+_N_CONV = Param("n_conv", "int", 2, "3x3 convolution blocks (nConv).", 1, 10, True)
+UNSUPERVISED: dict[str, tuple[Param, ...]] = {
+    "isb": (
+        _MAX_CLUSTERS,
+        _MIN_CLUSTERS,
+        Param("max_iter", "int", 60, "Iteration limit (maxIter).", 1, 100000),
+        Param("learning_rate", "float", 0.1, "SGD learning rate (momentum 0.9).", 0.0, 10.0),
+        _N_CONV,
+        Param(
+            "segment_size",
+            "float",
+            15.0,
+            "Mean SLIC superpixel size in pixels for the label refinement (the paper's "
+            "10000 superpixels on 481 x 321 images).",
+            2.0,
+            None,
+            True,
+        ),
+        Param(
+            "compactness",
+            "float",
+            1.0,
+            "SLIC compactness on bands stretched to 0-1 (the paper's 100 on CIELAB's 0-100).",
+            0.0,
+            None,
+            True,
+        ),
+    ),
+    "dfc": (
+        _MAX_CLUSTERS,
+        _MIN_CLUSTERS,
+        Param("max_iter", "int", 100, "Iteration limit (maxIter).", 1, 100000),
+        Param("learning_rate", "float", 0.1, "SGD learning rate (momentum 0.9).", 0.0, 10.0),
+        Param(
+            "mu",
+            "float",
+            1.0,
+            "Weight of the spatial continuity loss (stepsize_con): higher gives larger, "
+            "smoother clusters.",
+            0.0,
+            1000.0,
+        ),
+        _N_CONV,
+        Param(
+            "scribble_weight",
+            "float",
+            0.5,
+            "Weight of the scribble cross-entropy (stepsize_scr).",
+            0.0,
+            100.0,
+            True,
+        ),
+    ),
+    "wnet": (
+        Param("max_clusters", "int", 20, "K: the encoder's output channels.", 2, 1000),
+        Param(
+            "min_clusters",
+            "int",
+            2,
+            "Stop training when the clusters fall to this many.",
+            1,
+            1000,
+        ),
+        Param("max_iter", "int", 50, "Iterations (one N-cut and one reconstruction step).", 1),
+        Param("learning_rate", "float", 0.05, "SGD learning rate (momentum 0.9).", 0.0, 10.0),
+        Param(
+            "hidden",
+            "int",
+            8,
+            "Channels of the first U-Net level (64 in the paper, 8 in fedric95's Hunan baseline).",
+            2,
+            256,
+            True,
+        ),
+        Param("dropout", "float", 0.2, "Channel dropout in the U-Nets.", 0.0, 0.9, True),
+        Param("radius", "int", 5, "Soft N-cut window radius in pixels.", 1, 20, True),
+        Param(
+            "sigma_i",
+            "float",
+            0.1,
+            "Soft N-cut feature scale (RMS band difference, bands stretched to 0-1).",
+            0.001,
+            None,
+            True,
+        ),
+        Param("sigma_x", "float", 4.0, "Soft N-cut spatial scale in pixels.", 0.1, None, True),
+    ),
+}
+#: Settings of every unsupervised method: tiles of dataset mode.
+UNSUPERVISED_COMMON: tuple[Param, ...] = (
+    Param("tile_size", "int", 256, "Dataset mode: tile side in pixels.", 32, 2048, True),
+    Param("n_tiles", "int", 32, "Dataset mode: tiles sampled from the raster.", 1, 10000, True),
+    Param("batch_size", "int", 4, "Dataset mode: tiles per iteration.", 1, 256, True),
+)

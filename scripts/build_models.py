@@ -192,6 +192,57 @@ def unet_workflow():  # noqa: ANN201
     return model
 
 
+def dfc_accuracy():  # noqa: ANN201
+    """DFC clusters of an image, scored against a reference map in cluster mode."""
+    from landseg.qgis_plugin.algorithms.base import INTEGER
+    from qgis.core import (
+        QgsProcessingModelAlgorithm,
+        QgsProcessingParameterNumber,
+        QgsProcessingParameterRasterLayer,
+    )
+
+    model = QgsProcessingModelAlgorithm("DFC clusters and their accuracy", GROUP)
+    model.setHelpContent(
+        {
+            "ALG_DESC": "Segments an image without labels with DFC (landseg:dfc, differentiable "
+            "feature clustering), then maps its clusters to the classes of a reference map "
+            "one-to-one (Hungarian) and reports the accuracy, kappa and adjusted Rand index "
+            "(landseg:accuracy in cluster mode).",
+            "ALG_CREATOR": "LandSeg",
+        }
+    )
+    _param(model, QgsProcessingParameterRasterLayer("image", "Image"))
+    _param(model, QgsProcessingParameterRasterLayer("reference", "Reference map"))
+    _param(
+        model,
+        QgsProcessingParameterNumber(
+            "iterations", "Training iterations (at most)", INTEGER, 100, minValue=1
+        ),
+    )
+    model.addChildAlgorithm(
+        _child(
+            "landseg:dfc",
+            "dfc",
+            {"INPUT": ("model", "image"), "MAX_ITER": ("model", "iterations")},
+            {"OUTPUT": "Clusters"},
+        )
+    )
+    model.addChildAlgorithm(
+        _child(
+            "landseg:accuracy",
+            "accuracy",
+            {
+                "PREDICTION": ("child", "dfc", "OUTPUT"),
+                "REFERENCE": ("model", "reference"),
+                "MODE": ("value", 1),  # clusters
+                "ASSIGNMENT": ("value", 0),  # one-to-one (Hungarian)
+            },
+            {"OUTPUT_HTML": "Accuracy report"},
+        )
+    )
+    return model
+
+
 #: Model file stem -> (builder, algorithms it needs).
 MODELS: dict[str, tuple[Callable, tuple[str, ...]]] = {
     "slic_polygons": (slic_polygons, ("landseg:slic", "landseg:vectorize")),
@@ -199,6 +250,7 @@ MODELS: dict[str, tuple[Callable, tuple[str, ...]]] = {
         unet_workflow,
         ("landseg:trainunet", "landseg:predictunet", "landseg:accuracy", "landseg:vectorize"),
     ),
+    "dfc_accuracy": (dfc_accuracy, ("landseg:dfc", "landseg:accuracy")),
 }
 
 

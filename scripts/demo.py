@@ -154,6 +154,34 @@ def classify(scene: Path, data: Path, out: Path, results: dict[str, dict]) -> No
     )
 
 
+def cluster_dfc(scene: Path, data: Path, out: Path, results: dict[str, dict]) -> None:
+    """DFC (unsupervised deep clustering) on the scene, clusters mapped to the 1996 classes."""
+    started = time.perf_counter()
+    answer = qgis_process(
+        "run",
+        "landseg:dfc",
+        "--",
+        f"INPUT={scene}",
+        "MAX_ITER=60",
+        "SEED=42",
+        f"REFERENCE={data / 'strata.tif'}",
+        "ASSIGNMENT=1",  # many-to-one: every cluster gets the class most of its pixels have
+        f"REFERENCE_CLASSES={CLASSES}",
+        f"OUTPUT={out / 'nc_dfc.tif'}",
+        f"OUTPUT_MAPPED={out / 'nc_dfc_classes.tif'}",
+        f"OUTPUT_MAPPING={out / 'nc_dfc_mapping.csv'}",
+    )["results"]
+    results["nc_dfc"] = {
+        "algorithm": "landseg:dfc",
+        "seconds": round(time.perf_counter() - started, 1),
+        **answer,
+    }
+    print(
+        f"DFC: {answer['N_CLUSTERS']} clusters in {results['nc_dfc']['seconds']:.0f} s; against "
+        f"the 1996 map ARI {answer['ARI']:.3f}, OA {answer['OVERALL_ACCURACY']:.3f} (majority)"
+    )
+
+
 def _import_plugin() -> None:
     spec = importlib.util.spec_from_file_location(
         "landseg", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
@@ -247,8 +275,22 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     ]
     style_polygon_classes(unet_polygons, table)
     unet_polygons.setOpacity(0.6)
+    dfc = QgsRasterLayer(results["nc_dfc"]["OUTPUT"], "DFC clusters")  # styled by its .qml
+    dfc_classes = QgsRasterLayer(
+        results["nc_dfc"]["OUTPUT_MAPPED"], "DFC clusters as 1996 land-cover classes"
+    )
     # Each added layer goes on top of the layer tree: add the basemap first.
-    for layer in [rgb, mean, errors, *reversed(layers.values()), unet, unet_polygons, polygons]:
+    for layer in [
+        rgb,
+        mean,
+        errors,
+        *reversed(layers.values()),
+        dfc,
+        dfc_classes,
+        unet,
+        unet_polygons,
+        polygons,
+    ]:
         assert layer.isValid(), layer.name()
         project.addMapLayer(layer)
     root = project.layerTreeRoot()
@@ -258,6 +300,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     root.findLayer(errors.id()).setItemVisibilityChecked(False)
     root.findLayer(unet_polygons.id()).setItemVisibilityChecked(False)
     root.findLayer(unet.id()).setItemVisibilityChecked(False)
+    root.findLayer(dfc.id()).setItemVisibilityChecked(False)
+    root.findLayer(dfc_classes.id()).setItemVisibilityChecked(False)
     project_metadata = project.metadata()
     project_metadata.setAbstract(
         "Accuracy reports: " + ", ".join(f"accuracy_{stem}.html" for stem in results)
@@ -276,9 +320,14 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         ("Felzenszwalb", [layers["nc_felzenszwalb"]]),
         ("U-Net land cover", [unet]),
         ("U-Net polygons", [unet_polygons, rgb]),
+        ("DFC clusters", [dfc]),
+        ("DFC mapped to classes", [dfc_classes]),
     ]
     size = QSize(489, 443)
-    sheet = QImage(size.width() * 2 + 30, size.height() * 3 + 130, QImage.Format_ARGB32)
+    rows = (len(panels) + 1) // 2
+    sheet = QImage(
+        size.width() * 2 + 30, size.height() * rows + 40 * rows + 10, QImage.Format_ARGB32
+    )
     sheet.fill(QColor("white"))
     painter = QPainter(sheet)
     painter.setFont(QFont("DejaVu Sans", 12))
@@ -298,6 +347,9 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         if title.startswith("U-Net"):
             oa = results["nc_unet"]["accuracy"]["OVERALL_ACCURACY"]
             caption = f"{title} (OA {oa:.2f} against the 1996 map)"
+        elif title.startswith("DFC"):
+            dfc_result = results["nc_dfc"]
+            caption = f"{title} ({dfc_result['N_CLUSTERS']} clusters, ARI {dfc_result['ARI']:.2f})"
         else:
             count = results[
                 {
@@ -337,6 +389,7 @@ def main() -> None:
     results = run_algorithms(scene, out)
     assess(out, args.data / "strata.tif", results)
     classify(scene, args.data, out, results)
+    cluster_dfc(scene, args.data, out, results)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     project = build_project(scene, out, results)
     print(f"Project: {project}\nPreview: {out / 'preview.png'}")

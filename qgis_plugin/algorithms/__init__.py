@@ -11,6 +11,7 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
     from .setup_engine import SetupEngineAlgorithm
     from .superpixels import FelzenszwalbAlgorithm, QuickshiftAlgorithm, SlicAlgorithm
     from .unet import PredictUnetAlgorithm, TrainUnetAlgorithm
+    from .unsupervised import DfcAlgorithm, IsbAlgorithm, WnetAlgorithm
     from .vectorize import VectorizeAlgorithm
 
     return [
@@ -20,6 +21,9 @@ def all_algorithms() -> list[QgsProcessingAlgorithm]:
         AccuracyAlgorithm(),
         TrainUnetAlgorithm(),
         PredictUnetAlgorithm(),
+        IsbAlgorithm(),
+        DfcAlgorithm(),
+        WnetAlgorithm(),
         VectorizeAlgorithm(),
         SetupEngineAlgorithm(),
     ]

@@ -118,3 +118,27 @@ def test_unet_workflow_model_runs_headless(qgis_config, nc_dir, tmp_path):  # no
     assert "<img" in (tmp_path / "accuracy.html").read_text()
     layer = QgsVectorLayer(results["vectorize:Land cover polygons"], "p", "ogr")
     assert layer.isValid() and layer.featureCount() > 0
+
+
+def test_dfc_accuracy_model_runs_headless(qgis_config, nc_dir, tmp_path):  # noqa: F811
+    """DFC -> accuracy in cluster mode on a 64 x 64 crop of the NC scene, 5 iterations."""
+    from osgeo import gdal
+
+    image = tmp_path / "image.tif"
+    gdal.Translate(str(image), str(nc_dir / "landsat_multiband.tif"), srcWin=[200, 180, 64, 64])
+    proc = qgis_process(
+        qgis_config,
+        "--json",
+        "run",
+        "landseg:DFC clusters and their accuracy",
+        "--",
+        f"image={image}",
+        f"reference={nc_dir / 'strata.tif'}",
+        "iterations=5",
+        f"dfc:Clusters={tmp_path / 'clusters.tif'}",
+        f"accuracy:Accuracy report={tmp_path / 'accuracy.html'}",
+    )
+    results = json.loads(proc.stdout)["results"]
+    assert Path(results["dfc:Clusters"]) == tmp_path / "clusters.tif"
+    report = (tmp_path / "accuracy.html").read_text()
+    assert "<img" in report and "Hungarian" in report
