@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .cli import _bands
 from .networks import ENCODERS
 from .protocol import Reporter
 
@@ -27,15 +28,6 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 42,
 }
 DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N (default: auto)."
-
-
-def _bands(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid band list {text!r}: give 1-based band numbers separated by commas"
-        ) from None
 
 
 def add_commands(commands: Any) -> None:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from .cli import _add_param, _bands
 from .params import (
     DEFAULT_PERCENTILES,
     NORMALIZATIONS,
     SEED,
     UNSUPERVISED,
     UNSUPERVISED_COMMON,
-    Param,
 )
 from .protocol import Reporter
 
@@ -30,30 +30,6 @@ DESCRIPTIONS = {
     "to the image; soft normalized cut and reconstruction losses.",
 }
 DEVICE_HELP = "auto (GPU when present), cpu, cuda or cuda:N (default: auto)."
-
-
-def _bands(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"invalid band list {text!r}: give 1-based band numbers separated by commas"
-        ) from None
-
-
-def _add_param(parser: argparse.ArgumentParser, param: Param) -> None:
-    bounds = ""
-    if param.minimum is not None or param.maximum is not None:
-        low = "-inf" if param.minimum is None else f"{param.minimum:g}"
-        high = "inf" if param.maximum is None else f"{param.maximum:g}"
-        bounds = f" Range [{low}, {high}]."
-    parser.add_argument(
-        param.option,
-        type=int if param.kind == "int" else float,
-        default=param.default,
-        metavar="N" if param.kind == "int" else "X",
-        help=f"{param.help}{bounds} (default: {param.default})",
-    )
 
 
 def add_commands(commands: Any) -> None:

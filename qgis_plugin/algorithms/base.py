@@ -17,7 +17,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ...core.params import Param
+from ...core.params import DEFAULT_PERCENTILES, NORMALIZATION_LABELS, NORMALIZATIONS, Param
 from ..resources import help_html, icon_path
 
 HOMEPAGE = "https://github.com/landseg/landseg"
@@ -126,6 +126,84 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         if not path:
             path = QgsProcessingUtils.generateTempFilename(filename)
         return absolute(path)
+
+    def add_input_and_bands(self) -> None:
+        """Add ``INPUT`` (raster layer) and ``BANDS`` (optional, several, default all)."""
+        from qgis.core import QgsProcessingParameterBand, QgsProcessingParameterRasterLayer
+
+        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")))
+        self.addParameter(
+            QgsProcessingParameterBand(
+                "BANDS",
+                self.tr("Bands (default: all)"),
+                parentLayerParameterName="INPUT",
+                optional=True,
+                allowMultiple=True,
+            )
+        )
+
+    def add_stretch(self) -> None:
+        """Add ``NORMALIZATION`` (band stretch) and ``NODATA_ZERO``."""
+        from qgis.core import QgsProcessingParameterBoolean, QgsProcessingParameterEnum
+
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                "NORMALIZATION",
+                self.tr("Band stretch"),
+                options=[self.tr(NORMALIZATION_LABELS[n]) for n in NORMALIZATIONS],
+                defaultValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                "NODATA_ZERO",
+                self.tr("Treat pixels that are 0 in every band as nodata"),
+                defaultValue=False,
+            )
+        )
+
+    def add_percentiles(self) -> None:
+        """Add the advanced ``PERCENTILE_LOW`` and ``PERCENTILE_HIGH`` of the stretch."""
+        for key, label, value in (
+            ("PERCENTILE_LOW", "Low percentile of the stretch", DEFAULT_PERCENTILES[0]),
+            ("PERCENTILE_HIGH", "High percentile of the stretch", DEFAULT_PERCENTILES[1]),
+        ):
+            self.add_advanced(
+                QgsProcessingParameterNumber(
+                    key, self.tr(label), type=DOUBLE, defaultValue=value, minValue=0, maxValue=100
+                )
+            )
+
+    def stretch_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """Engine options of ``BANDS``, ``NORMALIZATION``, the percentiles and ``NODATA_ZERO``."""
+        args = [
+            "--normalization",
+            NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
+            "--percentiles",
+            str(self.parameterAsDouble(parameters, "PERCENTILE_LOW", context)),
+            str(self.parameterAsDouble(parameters, "PERCENTILE_HIGH", context)),
+        ]
+        bands = self.parameterAsInts(parameters, "BANDS", context)
+        if bands:
+            args += ["--bands", ",".join(str(b) for b in bands)]
+        if self.parameterAsBoolean(parameters, "NODATA_ZERO", context):
+            args.append("--nodata-zero")
+        return args
+
+    def spec_args(
+        self, specs: tuple[Param, ...], parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> list[str]:
+        """Engine options of parameters declared with :meth:`add_spec`."""
+        args: list[str] = []
+        for param in specs:
+            if param.kind == "bool":
+                value = self.parameterAsBoolean(parameters, param.key, context)
+                args.append(param.option if value else "--no-" + param.option[2:])
+            elif param.kind == "int":
+                args += [param.option, str(self.parameterAsInt(parameters, param.key, context))]
+            else:
+                args += [param.option, repr(self.parameterAsDouble(parameters, param.key, context))]
+        return args
 
     def add_spec(self, param: Param) -> None:
         """Add a Processing parameter built from an engine parameter spec."""

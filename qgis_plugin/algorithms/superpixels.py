@@ -11,27 +11,19 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
-    QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
     QgsVectorLayer,
 )
 
 from ...core.params import (
-    DEFAULT_PERCENTILES,
-    NORMALIZATION_LABELS,
-    NORMALIZATIONS,
     SEED,
     SUPERPIXELS,
 )
 from ..engine import run_engine
 from ..styling import LayerStyler, attach_styler, write_segment_style
-from .base import DOUBLE, POLYGONS, LandSegAlgorithm, absolute, raster_source
+from .base import POLYGONS, LandSegAlgorithm, absolute, raster_source
 
 _NAMES = {"slic": "SLIC", "quickshift": "QuickShift", "felzenszwalb": "Felzenszwalb"}
 
@@ -44,47 +36,11 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare the parameters: input, bands, method parameters, stretch, outputs."""
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "BANDS",
-                self.tr("Bands (default: all)"),
-                parentLayerParameterName="INPUT",
-                optional=True,
-                allowMultiple=True,
-            )
-        )
+        self.add_input_and_bands()
         for param in SUPERPIXELS[self.method]:
             self.add_spec(param)
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "NORMALIZATION",
-                self.tr("Band stretch"),
-                options=[self.tr(NORMALIZATION_LABELS[n]) for n in NORMALIZATIONS],
-                defaultValue=0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterBoolean(
-                "NODATA_ZERO",
-                self.tr("Treat pixels that are 0 in every band as nodata"),
-                defaultValue=False,
-            )
-        )
-        for key, label, value in (
-            ("PERCENTILE_LOW", "Low percentile of the stretch", DEFAULT_PERCENTILES[0]),
-            ("PERCENTILE_HIGH", "High percentile of the stretch", DEFAULT_PERCENTILES[1]),
-        ):
-            self.add_advanced(
-                QgsProcessingParameterNumber(
-                    key,
-                    self.tr(label),
-                    type=DOUBLE,
-                    defaultValue=value,
-                    minValue=0,
-                    maxValue=100,
-                )
-            )
+        self.add_stretch()
+        self.add_percentiles()
         self.add_spec(SEED)
         self.add_dask_scheduler()
         self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments")))
@@ -130,27 +86,11 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
             source,
             output,
             "--overwrite",
-            "--normalization",
-            NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
-            "--percentiles",
-            str(self.parameterAsDouble(parameters, "PERCENTILE_LOW", context)),
-            str(self.parameterAsDouble(parameters, "PERCENTILE_HIGH", context)),
+            *self.stretch_args(parameters, context),
             SEED.option,
             str(self.parameterAsInt(parameters, "SEED", context)),
+            *self.spec_args(SUPERPIXELS[self.method], parameters, context),
         ]
-        bands = self.parameterAsInts(parameters, "BANDS", context)
-        if bands:
-            args += ["--bands", ",".join(str(b) for b in bands)]
-        if self.parameterAsBoolean(parameters, "NODATA_ZERO", context):
-            args.append("--nodata-zero")
-        for param in SUPERPIXELS[self.method]:
-            if param.kind == "bool":
-                value = self.parameterAsBoolean(parameters, param.key, context)
-                args.append(param.option if value else "--no-" + param.option[2:])
-            elif param.kind == "int":
-                args += [param.option, str(self.parameterAsInt(parameters, param.key, context))]
-            else:
-                args += [param.option, repr(self.parameterAsDouble(parameters, param.key, context))]
         if mean:
             args += ["--mean", mean]
         if polygons_tmp:

@@ -14,8 +14,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterBand,
-    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -31,16 +29,13 @@ from qgis.core import (
 )
 
 from ...core.params import (
-    DEFAULT_PERCENTILES,
-    NORMALIZATION_LABELS,
-    NORMALIZATIONS,
     SEED,
     UNSUPERVISED,
     UNSUPERVISED_COMMON,
 )
 from ..engine import run_engine
 from ..styling import LayerStyler, attach_styler, write_class_style
-from .base import DOUBLE, INTEGER, RASTERS, LandSegAlgorithm, absolute, raster_source
+from .base import INTEGER, RASTERS, LandSegAlgorithm, absolute, raster_source
 
 try:
     from qgis.core import Qgis
@@ -72,33 +67,10 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare input, method settings, optional scribbles and reference, outputs."""
-        self.addParameter(QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster")))
-        self.addParameter(
-            QgsProcessingParameterBand(
-                "BANDS",
-                self.tr("Bands (default: all)"),
-                parentLayerParameterName="INPUT",
-                optional=True,
-                allowMultiple=True,
-            )
-        )
+        self.add_input_and_bands()
         for param in UNSUPERVISED[self.method]:
             self.add_spec(param)
-        self.addParameter(
-            QgsProcessingParameterEnum(
-                "NORMALIZATION",
-                self.tr("Band stretch"),
-                options=[self.tr(NORMALIZATION_LABELS[n]) for n in NORMALIZATIONS],
-                defaultValue=0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterBoolean(
-                "NODATA_ZERO",
-                self.tr("Treat pixels that are 0 in every band as nodata"),
-                defaultValue=False,
-            )
-        )
+        self.add_stretch()
         if self.method == "dfc":
             self.addParameter(
                 QgsProcessingParameterMapLayer(
@@ -155,15 +127,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         )
         for param in UNSUPERVISED_COMMON:
             self.add_spec(param)
-        for key, label, value in (
-            ("PERCENTILE_LOW", "Low percentile of the stretch", DEFAULT_PERCENTILES[0]),
-            ("PERCENTILE_HIGH", "High percentile of the stretch", DEFAULT_PERCENTILES[1]),
-        ):
-            self.add_advanced(
-                QgsProcessingParameterNumber(
-                    key, self.tr(label), type=DOUBLE, defaultValue=value, minValue=0, maxValue=100
-                )
-            )
+        self.add_percentiles()
         self.add_spec(SEED)
         self.add_advanced(
             QgsProcessingParameterString(
@@ -227,11 +191,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             source,
             output,
             "--overwrite",
-            "--normalization",
-            NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)],
-            "--percentiles",
-            str(self.parameterAsDouble(parameters, "PERCENTILE_LOW", context)),
-            str(self.parameterAsDouble(parameters, "PERCENTILE_HIGH", context)),
+            *self.stretch_args(parameters, context),
             "--mode",
             MODES[self.parameterAsEnum(parameters, "MODE", context)],
             "--device",
@@ -242,16 +202,9 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         threads = self.parameterAsInt(parameters, "THREADS", context)
         if threads > 0:
             args += ["--threads", str(threads)]
-        bands = self.parameterAsInts(parameters, "BANDS", context)
-        if bands:
-            args += ["--bands", ",".join(str(b) for b in bands)]
-        if self.parameterAsBoolean(parameters, "NODATA_ZERO", context):
-            args.append("--nodata-zero")
-        for param in (*UNSUPERVISED[self.method], *UNSUPERVISED_COMMON):
-            if param.kind == "int":
-                args += [param.option, str(self.parameterAsInt(parameters, param.key, context))]
-            else:
-                args += [param.option, repr(self.parameterAsDouble(parameters, param.key, context))]
+        args += self.spec_args(
+            (*UNSUPERVISED[self.method], *UNSUPERVISED_COMMON), parameters, context
+        )
         if self.method == "dfc":
             args += self._scribble_args(parameters, context)
         files = [output]
