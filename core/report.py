@@ -13,7 +13,7 @@ import html
 import io
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -106,27 +106,28 @@ def _img(data: str, alt: str, caption: str) -> str:
     )
 
 
-def _heatmap(result: AccuracyResult, labels: list[str]) -> str:
-    """Draw the row-normalized confusion matrix, counts written in the cells (base64 PNG)."""
+def matrix_png(
+    share: np.ndarray,
+    counts: np.ndarray,
+    col_labels: Sequence[str],
+    row_labels: Sequence[str],
+    *,
+    xlabel: str,
+    ylabel: str,
+    share_label: str,
+) -> str:
+    """Draw a normalized matrix as a heatmap with the counts in the cells (base64 PNG)."""
     from matplotlib.figure import Figure
 
-    matrix = result.confusion_row_normalized
-    counts = result.confusion
-    row_labels = list(labels)
-    if result.mode == "clusters" and result.unmatched.any():
-        total = result.unmatched.sum()
-        matrix = np.vstack([matrix, result.unmatched / total])
-        counts = np.vstack([counts, result.unmatched])
-        row_labels.append("unmatched")
-    n_rows, n_cols = matrix.shape
+    n_rows, n_cols = share.shape
     fig = Figure(figsize=(min(16, 2.8 + 0.62 * n_cols), min(14, 2.2 + 0.5 * n_rows)))
     ax = fig.add_subplot()
-    image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share of the predicted row")
-    ax.set_xticks(range(n_cols), [_short(t) for t in labels], rotation=45, ha="right")
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=share_label)
+    ax.set_xticks(range(n_cols), [_short(t) for t in col_labels], rotation=45, ha="right")
     ax.set_yticks(range(n_rows), [_short(t) for t in row_labels])
-    ax.set_xlabel("Reference")
-    ax.set_ylabel("Prediction")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if max(n_rows, n_cols) <= _MAX_ANNOTATED:
         size = 9 if max(n_rows, n_cols) <= 10 else 7
         for i in range(n_rows):
@@ -138,10 +139,31 @@ def _heatmap(result: AccuracyResult, labels: list[str]) -> str:
                     ha="center",
                     va="center",
                     fontsize=size,
-                    color="white" if matrix[i, j] > 0.55 else "#1d2330",
+                    color="white" if share[i, j] > 0.55 else "#1d2330",
                 )
     fig.tight_layout()
     return _png(fig)
+
+
+def _heatmap(result: AccuracyResult, labels: list[str]) -> str:
+    """Draw the row-normalized confusion matrix, counts written in the cells (base64 PNG)."""
+    matrix = result.confusion_row_normalized
+    counts = result.confusion
+    row_labels = list(labels)
+    if result.mode == "clusters" and result.unmatched.any():
+        total = result.unmatched.sum()
+        matrix = np.vstack([matrix, result.unmatched / total])
+        counts = np.vstack([counts, result.unmatched])
+        row_labels.append("unmatched")
+    return matrix_png(
+        matrix,
+        counts,
+        labels,
+        row_labels,
+        xlabel="Reference",
+        ylabel="Prediction",
+        share_label="share of the predicted row",
+    )
 
 
 def _bars(result: AccuracyResult, labels: list[str], class_colors: Mapping[int, str] | None) -> str:

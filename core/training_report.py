@@ -9,7 +9,7 @@ import numpy as np
 
 from . import __version__
 from .classes import ClassInfo
-from .report import _CSS, _card, _fmt, _img, _key_values, _png, _short, _short_count
+from .report import _CSS, _card, _fmt, _img, _key_values, _png, matrix_png
 
 __all__ = ["render_training_html"]
 
@@ -54,33 +54,17 @@ def _curves(history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
 
 
 def _confusion(confusion: np.ndarray, labels: list[str]) -> str:
-    from matplotlib.figure import Figure
-
     rows = confusion.sum(axis=1, keepdims=True)
     share = np.divide(confusion, rows, out=np.zeros(confusion.shape), where=rows > 0)
-    n = len(labels)
-    fig = Figure(figsize=(min(14, 3 + 0.6 * n), min(12, 2.4 + 0.5 * n)))
-    ax = fig.add_subplot()
-    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label="share of the reference row")
-    ax.set_xticks(range(n), [_short(t) for t in labels], rotation=45, ha="right")
-    ax.set_yticks(range(n), [_short(t) for t in labels])
-    ax.set_xlabel("Prediction")
-    ax.set_ylabel("Reference (validation labels)")
-    if n <= 25:
-        for i in range(n):
-            for j in range(n):
-                ax.text(
-                    j,
-                    i,
-                    _short_count(confusion[i, j]),
-                    ha="center",
-                    va="center",
-                    fontsize=8,
-                    color="white" if share[i, j] > 0.55 else "#1d2330",
-                )
-    fig.tight_layout()
-    return _png(fig)
+    return matrix_png(
+        share,
+        confusion,
+        labels,
+        labels,
+        xlabel="Prediction",
+        ylabel="Reference (validation labels)",
+        share_label="share of the reference row",
+    )
 
 
 def render_training_html(
