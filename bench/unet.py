@@ -121,25 +121,13 @@ def bench_nc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     )
     train_s = time.perf_counter() - start
     start = time.perf_counter()
-    try:
-        import core.inference  # noqa: F401 - the tiled engine, when present
-
-        run_predictunet(
-            src=str(nc / "landsat_multiband.tif"),
-            model=str(work / "nc.safetensors"),
-            dst=str(work / "nc-classes.tif"),
-            threads=args.threads,
-            reporter=Reporter("text"),
-        )
-        how = "predictunet (tiled engine)"
-    except ImportError:
-        with rasterio.open(nc / "landsat_multiband.tif") as src:
-            image = src.read(out_dtype="float32")
-            ok = np.all(src.read_masks() > 0, axis=0)
-            like_nc = {"crs": src.crs, "transform": src.transform}
-        pred = _forward_scene(work / "nc.safetensors", image, ok).astype(np.uint8)
-        _write(work / "nc-classes.tif", pred[None], like_nc, nodata=0)
-        how = "whole-scene forward pass (core.inference absent)"
+    run_predictunet(
+        src=str(nc / "landsat_multiband.tif"),
+        model=str(work / "nc.safetensors"),
+        dst=str(work / "nc-classes.tif"),
+        threads=args.threads,
+        reporter=Reporter("text"),
+    )
     predict_s = time.perf_counter() - start
     # Reference: strata without the training pixels.
     with rasterio.open(nc / "strata.tif") as src:
@@ -167,7 +155,7 @@ def bench_nc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "miou": accuracy["MEAN_IOU"],
         "kappa": accuracy["KAPPA"],
         "n_pixels": accuracy.get("N_PIXELS"),
-        "prediction": how,
+        "prediction": "predictunet (tiled engine)",
         "options": json.loads(args.nc_options),
     }
 
