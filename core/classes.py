@@ -21,6 +21,7 @@ from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "ClassInfo",
+    "class_entries",
     "classes_from_json",
     "classes_to_json",
     "complete_classes",
@@ -81,6 +82,26 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
     ValueError
         On a malformed entry, a repeated value, a value outside 1..65535 or a bad colour.
     """
+    entries = class_entries(text)
+    generated = iter(palette(len(entries)))
+    return [ClassInfo(v, n, (c or next(generated)).lower()) for v, n, c in entries]
+
+
+def class_entries(
+    text: str | None, *, any_value: bool = False
+) -> list[tuple[int, str, str | None]]:
+    """Parse ``VALUE:NAME[:#RRGGBB],...`` into ``(value, name, colour or None)`` entries.
+
+    The one parser of class lists. Values are 1..65535 (class values of LandSeg's
+    rasters; 0 is nodata) unless ``any_value``: the accuracy command names the classes of
+    any reference raster, whose codes may be 0 or negative. A missing name is
+    ``class <value>``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed entry, a repeated value, a value out of range or a bad colour.
+    """
     if not text or not text.strip():
         return []
     entries: list[tuple[int, str, str | None]] = []
@@ -96,7 +117,7 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
                 f"Class entry {item!r} does not start with an integer value. Write classes "
                 "as VALUE:NAME[:#RRGGBB], separated by commas, e.g. 1:forest:#1b7837,2:water"
             ) from None
-        if not 1 <= value <= 65535:
+        if not any_value and not 1 <= value <= 65535:
             raise ValueError(f"Class value {value} is outside 1..65535 (0 means nodata).")
         name = parts[1] if len(parts) > 1 and parts[1] else f"class {value}"
         color = parts[2] if len(parts) > 2 and parts[2] else None
@@ -108,8 +129,7 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
     values = [v for v, _, _ in entries]
     if len(set(values)) != len(values):
         raise ValueError("A class value appears twice in CLASSES; give each value once.")
-    generated = iter(palette(len(entries)))
-    return [ClassInfo(v, n, (c or next(generated)).lower()) for v, n, c in entries]
+    return entries
 
 
 def complete_classes(values: Iterable[int], known: Sequence[ClassInfo] = ()) -> list[ClassInfo]:

@@ -23,16 +23,13 @@ How it works
   is the same float32 sum, in the same window order, however the windows are grouped: a
   ``region`` of the raster (:mod:`core.distributed`'s blocks) gets exactly the labels the
   whole-raster run gives there.
-- Device ``auto`` picks CUDA, then Apple MPS, then the CPU. Precision ``auto`` uses
-  bf16 autocast on GPUs that support it (fp16 on the others) and on CPUs with native
-  bf16 instructions (AVX512-BF16 or AMX), fp32 otherwise. Inputs and weights are
+- The device and the precision are chosen by :mod:`core.device`. Inputs and weights are
   channels-last. A CUDA out-of-memory error halves the batch and goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -48,20 +45,14 @@ from rasterio.windows import Window
 
 from . import io
 from .classes import ClassInfo, complete_classes, write_qml, write_raster_classes
+from .device import select_device, select_precision, set_threads
 from .protocol import EngineError, Reporter
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, blend_weights, make_windows, pad_tile
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = [
-    "cpu_supports_bf16",
-    "fold_batchnorm",
-    "predict_raster",
-    "select_device",
-    "select_precision",
-    "set_threads",
-]
+__all__ = ["fold_batchnorm", "predict_raster"]
 
 #: Tiles per batch by device type when the caller gives none.
 DEFAULT_BATCH = {"cuda": 32, "mps": 8, "cpu": 8}
@@ -73,102 +64,6 @@ WRITE_ROWS = 256
 CHUNK_COLUMNS = 1024
 #: GDAL block cache while predicting, in MiB (reads and writes stay bounded).
 GDAL_CACHE_MB = 128
-
-
-def select_device(name: str = "auto") -> tuple[torch.device, str]:
-    """Choose the compute device.
-
-    Parameters
-    ----------
-    name : str
-        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
-        or ``"mps"``.
-
-    Returns
-    -------
-    device : torch.device
-    reason : str
-        Why this device, for the log.
-    """
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda"), f"CUDA GPU found: {torch.cuda.get_device_name(0)}"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps"), "Apple MPS GPU found"
-        return torch.device("cpu"), "no CUDA or MPS GPU found, using the CPU"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise EngineError(
-                "DEVICE is cuda but PyTorch sees no CUDA GPU here. Use device auto or cpu, "
-                "or install a CUDA build of PyTorch in the engine environment."
-            )
-        return torch.device(name), "CUDA requested"
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise EngineError("DEVICE is mps but no Apple MPS GPU is available; use auto or cpu.")
-        return torch.device("mps"), "MPS requested"
-    if name == "cpu":
-        return torch.device("cpu"), "CPU requested"
-    raise EngineError(f"Unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def select_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """Choose the autocast dtype: ``None`` means plain fp32.
-
-    Parameters
-    ----------
-    precision : {"auto", "fp32", "bf16", "fp16"}
-    device : torch.device
-    """
-    import torch
-
-    precision = (precision or "auto").lower()
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise EngineError(f"Unknown precision {precision!r}: use auto, fp32, bf16 or fp16.")
-    if precision == "fp32":
-        return None, "fp32 (requested)"
-    if precision == "bf16":
-        return torch.bfloat16, "bf16 autocast (requested)"
-    if precision == "fp16":
-        return torch.float16, "fp16 autocast (requested)"
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, "bf16 autocast (GPU supports bf16)"
-        return torch.float16, "fp16 autocast (GPU has no bf16)"
-    if device.type == "cpu" and cpu_supports_bf16():
-        return torch.bfloat16, "bf16 autocast (CPU has native bf16 instructions)"
-    return None, f"fp32 ({device.type} without native bf16)"
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Set PyTorch's CPU threads: ``threads``, or every CPU this process may use."""
-    import torch
-
-    if threads is None or threads < 1:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -359,9 +254,9 @@ class _Writer:
         conf = np.concatenate([p[2] for p in self.parts]) if self.confidence else None
         win = Window(0, self.row, self.width, n_rows)
         self.labels.write(labels[:n_rows], 1, window=win)
-        if probs is not None:
+        if probs is not None and self.probabilities is not None:
             self.probabilities.write(probs[:, :n_rows], window=win)
-        if conf is not None:
+        if conf is not None and self.confidence is not None:
             self.confidence.write(conf[:n_rows], 1, window=win)
         self.row += n_rows
         self.pending -= n_rows
@@ -444,9 +339,9 @@ def predict_raster(
     batch_size : int, optional
         Tiles per forward pass; by device type by default (:data:`DEFAULT_BATCH`).
     device : str
-        See :func:`select_device`.
+        See :func:`core.device.select_device`.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        See :func:`select_precision`.
+        See :func:`core.device.select_precision`.
     nodata_zero : bool
         Also treat pixels that are 0 in every band as nodata.
     dst_probabilities : str, optional
@@ -491,13 +386,8 @@ def predict_raster(
         outputs.append((dst_probabilities, "OUTPUT_PROBABILITIES"))
     if dst_confidence:
         outputs.append((dst_confidence, "OUTPUT_CONFIDENCE"))
-    paths = [os.path.abspath(p) for p, _ in outputs]
-    if len(set(paths)) != len(paths):
-        raise EngineError("Two outputs have the same path; give each output its own file.")
-    for path, _ in outputs:
-        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
-        io.check_output_path(path, overwrite=overwrite)
+    paths = [p for p, _ in outputs]
+    io.check_outputs(paths, rasters=paths, overwrite=overwrite)
 
     dev, why = select_device(device)
     autocast, precision_note = select_precision(precision, dev)
@@ -651,6 +541,7 @@ def predict_raster(
                     if k < 0:
                         accumulate(win, None, None)
                     else:
+                        assert probs is not None  # a window with a tile has its scores
                         accumulate(win, probs[k], item.valid[k])
                 done += len(item.windows)
                 report.progress(100.0 * done / len(windows))

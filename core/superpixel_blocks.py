@@ -69,7 +69,6 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from . import _superpixel_kernels as _k
 from . import io, normalize
 from .params import STRETCH_RANGE
 from .protocol import EngineError, Reporter
@@ -239,7 +238,8 @@ class _Scratch:
         out = np.empty((int(window.height), int(window.width)), dtype=np.int32)
         for i, row in enumerate(out):
             self.file.seek(self._offset(window, i))
-            if self.file.readinto(memoryview(row).cast("B")) != row.nbytes:
+            view = memoryview(row).cast("B")  # type: ignore[arg-type]
+            if self.file.readinto(view) != row.nbytes:
                 raise OSError(f"Short read from the scratch file {self.path}.")
         return out
 
@@ -269,34 +269,28 @@ def _slic_window(
 ) -> np.ndarray:
     """SLIC on one window with the global grid step and value range (see ``superpixels.slic``).
 
-    Same kernels and steps as :func:`core.superpixels.slic`; only the step (so the number
+    The SLIC body of :func:`core.superpixels.slic_steps`; only the step (so the number
     of centres), the value scaling and the size limits are the raster's, not the window's.
     ``chunks`` is the number of partial sums of the k-means update (the numba thread
     count by default); the result depends on it, so a distributed run passes the
     client's.
     """
-    from .superpixels import _chunks
+    from .superpixels import _chunks, slic_steps
 
-    n_chunks = int(chunks) if chunks else _chunks()
     has_mask = not bool(mask.all())
-    mask_arg = np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool)
-    height, width = image.shape[1:]
-    s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
-    means, weight, _, _, _ = _k.slic_blocks(image, mask_arg, has_mask, s)
-    rows = max(round(height / step), 1)
-    cols = max(round(width / step), 1)
-    spacing = max(height / rows, width / cols)
-    wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
-    centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), n_chunks
+    return slic_steps(
+        image,
+        np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool),
+        has_mask,
+        step=step,
+        value_range=value_range,
+        compactness=compactness,
+        max_num_iter=max_num_iter,
+        enforce_connectivity=enforce_connectivity,
+        min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor,
+        chunks=int(chunks) if chunks else _chunks(),
     )
-    labels = _k.slic_assign_full(image, mask_arg, has_mask, s, samples, centres, wsp)
-    if not enforce_connectivity:
-        return _k.relabel_consecutive(labels, rows * cols)
-    segment_size = step * step
-    min_size = int(min_size_factor * segment_size)
-    max_size = max(int(max_size_factor * segment_size), 1)
-    return _k.connected_relabel(labels, min_size, max_size, n_chunks)
 
 
 class _Segmenter:
