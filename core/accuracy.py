@@ -32,7 +32,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import io
-from .classes import ClassInfo, class_entries, write_raster_classes
+from .classes import ClassInfo, class_entries, colormap_colors, write_raster_classes
 from .metrics import AccuracyResult, ConfusionAccumulator, assess_accuracy
 from .protocol import EngineError, Reporter
 
@@ -72,16 +72,6 @@ def parse_classes(text: str | None) -> tuple[dict[int, str], dict[int, str]]:
 def _windows(height: int, width: int) -> Iterator[Window]:
     for row in range(0, height, WINDOW_ROWS):
         yield Window(0, row, width, min(WINDOW_ROWS, height - row))
-
-
-def _colormap_names(src: rasterio.DatasetReader) -> tuple[dict[int, str], dict[int, str]]:
-    """Colours (and generic names) from a raster's colour table, if it has one."""
-    try:
-        table = src.colormap(1)
-    except ValueError:
-        return {}, {}
-    colors = {int(v): "#{:02x}{:02x}{:02x}".format(*rgba[:3]) for v, rgba in table.items()}
-    return {}, colors
 
 
 class _PolygonReference:
@@ -241,7 +231,7 @@ def assess(
 def reference_colors(reference: str) -> dict[int, str]:
     """Colours of a reference raster's colour table (empty without one)."""
     with io.open_raster(reference) as src:
-        return _colormap_names(src)[1]
+        return colormap_colors(src, skip_filler=False)
 
 
 def _open_reference(

@@ -25,11 +25,8 @@ keep sharing their simplified borders without gaps or overlaps.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +41,7 @@ from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from . import io
-from .classes import ClassInfo, classes_from_json, palette
+from .classes import ClassInfo
 from .protocol import EngineError, Reporter
 
 __all__ = [
@@ -52,7 +49,6 @@ __all__ = [
     "atomic_vector",
     "iter_regions",
     "map_transform",
-    "raster_class_table",
     "segment_polygons",
     "sieve",
     "write_polygons",
@@ -482,99 +478,6 @@ def iter_regions(
 
 
 # --------------------------------------------------------------------------- class tables
-
-
-def _pam_category_names(path: str, band: int) -> dict[int, str]:
-    """Category names of a band from GDAL's PAM sidecar ``<raster>.aux.xml``."""
-    aux = Path(path + ".aux.xml")
-    if not aux.is_file():
-        return {}
-    try:
-        root = ET.parse(aux).getroot()
-    except ET.ParseError:
-        return {}
-    for node in root.iter("PAMRasterBand"):
-        if node.get("band", "1") == str(band):
-            names = node.find("CategoryNames")
-            if names is None:
-                return {}
-            return {
-                i: (c.text or "").strip()
-                for i, c in enumerate(names.findall("Category"))
-                if (c.text or "").strip()
-            }
-    return {}
-
-
-def _qml_entries(path: str) -> tuple[dict[int, str], dict[int, str]]:
-    """Read names and colours of a ``.qml`` sidecar's paletted renderer.
-
-    Labels that are only the value, as on segment rasters, give no name.
-    """
-    qml = Path(path).with_suffix(".qml")
-    if not qml.is_file():
-        return {}, {}
-    try:
-        root = ET.parse(qml).getroot()
-    except ET.ParseError:
-        return {}, {}
-    names: dict[int, str] = {}
-    colors: dict[int, str] = {}
-    for entry in root.iter("paletteEntry"):
-        try:
-            value = int(float(entry.get("value", "")))
-        except ValueError:
-            continue
-        label = (entry.get("label") or "").strip()
-        if label and label != str(value):
-            names[value] = label
-        color = entry.get("color", "")
-        if re.fullmatch(r"#[0-9a-fA-F]{6}", color):
-            colors[value] = color.lower()
-    if not names:  # a segment palette, not a class legend
-        return {}, {}
-    return names, colors
-
-
-def raster_class_table(src: rasterio.DatasetReader, *, band: int = 1) -> list[ClassInfo]:
-    """Class names and colours a raster carries, from every place LandSeg knows.
-
-    In order of precedence: the ``LANDSEG_CLASSES`` JSON metadata tag, a QGIS ``.qml``
-    sidecar with a paletted legend, GDAL category names (the PAM ``.aux.xml``), and the
-    colour table for colours. Values without a name are named ``class <value>``.
-
-    Returns
-    -------
-    list of ClassInfo
-        Empty when the raster carries no class information.
-    """
-    names: dict[int, str] = {}
-    colors: dict[int, str] = {}
-    try:
-        table = src.colormap(band)
-    except ValueError:
-        table = {}
-    for value, rgba in table.items():
-        if value == 0 or rgba[3] == 0:
-            continue
-        if tuple(rgba) == (0, 0, 0, 255) and len(table) == 256:
-            continue  # padding of an 8-bit table
-        colors[int(value)] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
-    names.update(_pam_category_names(src.name, band))
-    qml_names, qml_colors = _qml_entries(src.name)
-    names.update(qml_names)
-    colors.update(qml_colors)
-    tag = src.tags().get("LANDSEG_CLASSES")
-    if tag:
-        with contextlib.suppress(ValueError, json.JSONDecodeError):
-            for c in classes_from_json(tag):
-                names[c.value] = c.name
-                colors[c.value] = c.color
-    values = sorted(set(names) | set(colors))
-    generated = iter(palette(len(values)))
-    return [
-        ClassInfo(v, names.get(v, f"class {v}"), colors.get(v) or next(generated)) for v in values
-    ]
 
 
 # --------------------------------------------------------------------------- output

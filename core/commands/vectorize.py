@@ -105,13 +105,12 @@ def run_vectorize(
         present).
     """
     from .. import io
-    from ..classes import complete_classes
+    from ..classes import complete_classes, read_raster_classes
     from ..vectorize import (
         MAX_RETURNED_CLASSES,
         MAX_UNNAMED_CLASSES,
         atomic_vector,
         map_transform,
-        raster_class_table,
         write_regions,
     )
 
@@ -137,7 +136,7 @@ def run_vectorize(
         pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
         threshold = max(int(min_pixels), math.ceil(min_area / pixel_area) if min_area else 0)
         crs_wkt = raster.crs.to_wkt() if raster.crs else None
-        table = {c.value: c for c in raster_class_table(raster, band=band)}
+        table = {c.value: c for c in read_raster_classes(raster, band=band, sidecars=True)}
         report.info(
             f"Input {raster.width} x {raster.height} px, band {band} ({raster.dtypes[band - 1]})"
             f", {connectivity}-connectivity"
