@@ -371,16 +371,7 @@ def predict_raster(
     report = reporter or Reporter("text")
     info = io.inspect_raster(src)
     band_list = io.resolve_bands(bands, info.count)
-    n_bands = len(band_list)
-    off = np.zeros(n_bands, np.float32) if offsets is None else np.asarray(offsets, np.float32)
-    scl = np.ones(n_bands, np.float32) if scales is None else np.asarray(scales, np.float32)
-    if off.shape != (n_bands,) or scl.shape != (n_bands,):
-        raise EngineError(
-            f"The normalisation has {off.size} offsets and {scl.size} scales for {n_bands} "
-            "bands; give one of each per band."
-        )
-    if np.any(scl == 0) or not np.all(np.isfinite(scl)) or not np.all(np.isfinite(off)):
-        raise EngineError("Normalisation scales must be finite and non-zero.")
+    off, scl = _normalization(len(band_list), offsets, scales)
     outputs = [(dst, "OUTPUT")]
     if dst_probabilities:
         outputs.append((dst_probabilities, "OUTPUT_PROBABILITIES"))
@@ -392,30 +383,14 @@ def predict_raster(
     dev, why = select_device(device)
     autocast, precision_note = select_precision(precision, dev)
     n_threads = set_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
-    model = fold_batchnorm(model.eval()).to(dev)
-    channels_last = dev.type in ("cpu", "cuda")
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    forward = _Forward(model, dev, autocast)
     batch = int(batch_size or DEFAULT_BATCH.get(dev.type, 4))
     if batch < 1:
         raise EngineError(f"BATCH_SIZE must be at least 1, not {batch}.")
 
-    def forward(x: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(x).to(dev, non_blocking=True)
-        if channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if autocast is not None:
-                with torch.autocast(device_type=dev.type, dtype=autocast):
-                    scores = model(tensor)
-            else:
-                scores = model(tensor)
-            probs = torch.softmax(scores.float(), dim=1)
-        return probs.cpu().numpy()
-
     if class_values is None:
         if n_classes is None:
-            trial = np.zeros((1, n_bands, tile_size, tile_size), np.float32)
+            trial = np.zeros((1, len(band_list), tile_size, tile_size), np.float32)
             n_classes = forward(trial).shape[1]
         values = np.arange(1, n_classes + 1, dtype=np.int64)
     else:
@@ -423,13 +398,11 @@ def predict_raster(
         if np.any(values < 1):
             raise EngineError("Class values must be at least 1 (0 is the output's nodata).")
     n_classes = int(values.size)
-    dtype = _label_dtype(values)
     if classes is None and colors:
         classes = [ClassInfo(int(v), f"class {v}", c) for v, c in sorted(colors.items())]
     table = complete_classes([], classes) if classes else None
 
     windows = make_windows(info.height, info.width, tile_size=tile_size, overlap=overlap)
-    weights = blend_weights(tile_size, overlap)
     grid = info
     if region is not None:
         region, grid = _region_grid(info, region)
@@ -440,10 +413,9 @@ def predict_raster(
     )
     report.info(
         f"{len(windows)} tiles of {tile_size} px with {overlap} px overlap over "
-        f"{info.width} x {info.height} px, {n_bands} bands, {n_classes} classes."
+        f"{info.width} x {info.height} px, {len(band_list)} bands, {n_classes} classes."
     )
     started = time.perf_counter()
-    counts = np.zeros(n_classes + 1, dtype=np.int64)
     reader = _Reader(
         src,
         windows,
@@ -454,7 +426,6 @@ def predict_raster(
         batch_size=batch,
         nodata_zero=nodata_zero,
     )
-    profile = io.output_profile(grid, count=1, dtype=dtype, nodata=0)
     with contextlib.ExitStack() as stack:
         # GDAL's block cache defaults to 5 % of RAM and would grow with the raster's width
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20))
@@ -462,76 +433,10 @@ def predict_raster(
             key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
             for path, key in outputs
         }
-        stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        labels_ds = stack.enter_context(rasterio.open(tmp["OUTPUT"], "w", **profile))
-        probs_ds = conf_ds = None
-        if dst_probabilities:
-            probs_ds = stack.enter_context(
-                rasterio.open(
-                    tmp["OUTPUT_PROBABILITIES"],
-                    "w",
-                    **io.output_profile(grid, count=n_classes, dtype="float32", nodata=None),
-                )
-            )
-        if dst_confidence:
-            conf_ds = stack.enter_context(
-                rasterio.open(
-                    tmp["OUTPUT_CONFIDENCE"],
-                    "w",
-                    **io.output_profile(grid, count=1, dtype="float32", nodata=-1.0),
-                )
-            )
-        strip = _Strip(n_classes, tile_size, grid.width)
-        writer = _Writer(labels_ds, probs_ds, conf_ds, grid.width, n_classes)
-
-        def flush(until: int) -> None:
-            """Write raster rows [strip.base, until), column chunk by column chunk."""
-            n_rows = until - strip.base
-            if n_rows <= 0:
-                return
-            width = grid.width
-            lab = np.zeros((n_rows, width), dtype=dtype)
-            probs = np.zeros((n_classes, n_rows, width), np.float32) if probs_ds else None
-            conf = np.full((n_rows, width), -1.0, np.float32) if conf_ds else None
-            for c0 in range(0, width, CHUNK_COLUMNS):
-                cols = slice(c0, c0 + CHUNK_COLUMNS)
-                scores = strip.scores[:, :n_rows, cols]
-                weight = strip.weight[:n_rows, cols]
-                covered = strip.valid[:n_rows, cols] & (weight > 0)
-                index = np.argmax(scores, axis=0)
-                lab[:, cols] = np.where(covered, values[index], 0)
-                counts[:] += np.bincount(index[covered] + 1, minlength=n_classes + 1)
-                if probs is not None or conf is not None:
-                    p = scores / np.maximum(weight, 1e-12)
-                    p[:, ~covered] = 0
-                    if probs is not None:
-                        probs[:, :, cols] = p
-                    if conf is not None:
-                        conf[:, cols] = np.where(covered, p.max(axis=0), -1.0)
-            strip.shift(n_rows)
-            writer.push(lab, probs, conf)
-
-        def accumulate(win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
-            wts = weights
-            if region is not None:  # the window's part inside the region, in its pixels
-                r0, r1, c0, c1 = _overlap(win, region)  # type: ignore[misc]
-                rows, cols = slice(r0, r1), slice(c0, c1)
-                wts = weights[rows, cols]
-                if probs is not None and valid is not None:
-                    probs, valid = probs[:, rows, cols], valid[rows, cols]
-                win = Window(
-                    int(win.col_off) + c0 - int(region.col_off),
-                    int(win.row_off) + r0 - int(region.row_off),
-                    c1 - c0,
-                    r1 - r0,
-                )
-            row = int(win.row_off)
-            if row > strip.base:
-                flush(row)
-            if probs is not None and valid is not None:
-                strip.add(probs, win, wts, valid)
-
+        writer = _open_writer(stack, tmp, grid, n_classes, _label_dtype(values))
+        assembler = _Assembler(
+            writer, values, grid, tile_size, blend_weights(tile_size, overlap), region
+        )
         done = 0
         reader.start()
         try:
@@ -539,19 +444,19 @@ def predict_raster(
                 probs = _forward_padded(forward, item.tiles, batch, report) if item.tiles else None
                 for win, k in zip(item.windows, item.index, strict=True):
                     if k < 0:
-                        accumulate(win, None, None)
+                        assembler.add(win, None, None)
                     else:
                         assert probs is not None  # a window with a tile has its scores
-                        accumulate(win, probs[k], item.valid[k])
+                        assembler.add(win, probs[k], item.valid[k])
                 done += len(item.windows)
                 report.progress(100.0 * done / len(windows))
         finally:
             reader.close()
-        flush(grid.height)
+        assembler.flush(grid.height)
         writer.finish()
         if table:
-            write_raster_classes(labels_ds, table)
-        labels_ds.close()
+            write_raster_classes(writer.labels, table)
+        writer.labels.close()
     if table:
         write_qml(dst, table)  # a QGIS style beside the output: names and colours
     seconds = time.perf_counter() - started
@@ -568,9 +473,157 @@ def predict_raster(
         SKIPPED_TILES=reader.skipped,
         BATCH_SIZE=batch,
         SECONDS=round(seconds, 3),
-        COUNTS={int(v): int(c) for v, c in zip(values, counts[1:], strict=True) if c},
+        COUNTS={int(v): int(c) for v, c in zip(values, assembler.counts[1:], strict=True) if c},
     )
     return result
+
+
+def _normalization(
+    n_bands: int, offsets: Sequence[float] | None, scales: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and scales as float32 arrays, one per band (0 and 1 when not given)."""
+    off = np.zeros(n_bands, np.float32) if offsets is None else np.asarray(offsets, np.float32)
+    scl = np.ones(n_bands, np.float32) if scales is None else np.asarray(scales, np.float32)
+    if off.shape != (n_bands,) or scl.shape != (n_bands,):
+        raise EngineError(
+            f"The normalisation has {off.size} offsets and {scl.size} scales for {n_bands} "
+            "bands; give one of each per band."
+        )
+    if np.any(scl == 0) or not np.all(np.isfinite(scl)) or not np.all(np.isfinite(off)):
+        raise EngineError("Normalisation scales must be finite and non-zero.")
+    return off, scl
+
+
+class _Forward:
+    """The network on its device: a batch of tiles -> per-class probabilities."""
+
+    def __init__(self, model: torch.nn.Module, dev: torch.device, autocast: Any) -> None:
+        import torch
+
+        self.dev, self.autocast = dev, autocast
+        self.channels_last = dev.type in ("cpu", "cuda")
+        self.model = fold_batchnorm(model.eval()).to(dev)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensor = torch.from_numpy(x).to(self.dev, non_blocking=True)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.autocast is not None:
+                with torch.autocast(device_type=self.dev.type, dtype=self.autocast):
+                    scores = self.model(tensor)
+            else:
+                scores = self.model(tensor)
+            probs = torch.softmax(scores.float(), dim=1)
+        return probs.cpu().numpy()
+
+
+def _open_writer(
+    stack: contextlib.ExitStack,
+    tmp: dict[str, Any],
+    grid: io.RasterInfo,
+    n_classes: int,
+    dtype: str,
+) -> _Writer:
+    """Open the outputs (labels; probabilities and confidence when asked for)."""
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    profile = io.output_profile(grid, count=1, dtype=dtype, nodata=0)
+    labels_ds = stack.enter_context(rasterio.open(tmp["OUTPUT"], "w", **profile))
+    probs_ds = conf_ds = None
+    if "OUTPUT_PROBABILITIES" in tmp:
+        probs_ds = stack.enter_context(
+            rasterio.open(
+                tmp["OUTPUT_PROBABILITIES"],
+                "w",
+                **io.output_profile(grid, count=n_classes, dtype="float32", nodata=None),
+            )
+        )
+    if "OUTPUT_CONFIDENCE" in tmp:
+        conf_ds = stack.enter_context(
+            rasterio.open(
+                tmp["OUTPUT_CONFIDENCE"],
+                "w",
+                **io.output_profile(grid, count=1, dtype="float32", nodata=-1.0),
+            )
+        )
+    return _Writer(labels_ds, probs_ds, conf_ds, grid.width, n_classes)
+
+
+class _Assembler:
+    """Blend tile probabilities into the strip; label and write rows once final."""
+
+    def __init__(
+        self,
+        writer: _Writer,
+        values: np.ndarray,
+        grid: io.RasterInfo,
+        tile_size: int,
+        weights: np.ndarray,
+        region: Window | None,
+    ) -> None:
+        self.writer, self.values, self.grid = writer, values, grid
+        self.n_classes = int(values.size)
+        self.dtype = _label_dtype(values)
+        self.weights, self.region = weights, region
+        self.strip = _Strip(self.n_classes, tile_size, grid.width)
+        self.counts = np.zeros(self.n_classes + 1, dtype=np.int64)
+
+    def add(self, win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
+        """Add one window's probabilities (None: an empty window, only moves the strip)."""
+        wts = self.weights
+        region = self.region
+        if region is not None:  # the window's part inside the region, in its pixels
+            r0, r1, c0, c1 = _overlap(win, region)  # type: ignore[misc]
+            rows, cols = slice(r0, r1), slice(c0, c1)
+            wts = self.weights[rows, cols]
+            if probs is not None and valid is not None:
+                probs, valid = probs[:, rows, cols], valid[rows, cols]
+            win = Window(
+                int(win.col_off) + c0 - int(region.col_off),
+                int(win.row_off) + r0 - int(region.row_off),
+                c1 - c0,
+                r1 - r0,
+            )
+        row = int(win.row_off)
+        if row > self.strip.base:
+            self.flush(row)
+        if probs is not None and valid is not None:
+            self.strip.add(probs, win, wts, valid)
+
+    def flush(self, until: int) -> None:
+        """Write raster rows [strip.base, until), column chunk by column chunk."""
+        strip, n_classes = self.strip, self.n_classes
+        n_rows = until - strip.base
+        if n_rows <= 0:
+            return
+        width = self.grid.width
+        lab = np.zeros((n_rows, width), dtype=self.dtype)
+        want_probs = self.writer.probabilities is not None
+        want_conf = self.writer.confidence is not None
+        probs = np.zeros((n_classes, n_rows, width), np.float32) if want_probs else None
+        conf = np.full((n_rows, width), -1.0, np.float32) if want_conf else None
+        for c0 in range(0, width, CHUNK_COLUMNS):
+            cols = slice(c0, c0 + CHUNK_COLUMNS)
+            scores = strip.scores[:, :n_rows, cols]
+            weight = strip.weight[:n_rows, cols]
+            covered = strip.valid[:n_rows, cols] & (weight > 0)
+            index = np.argmax(scores, axis=0)
+            lab[:, cols] = np.where(covered, self.values[index], 0)
+            self.counts[:] += np.bincount(index[covered] + 1, minlength=n_classes + 1)
+            if probs is not None or conf is not None:
+                p = scores / np.maximum(weight, 1e-12)
+                p[:, ~covered] = 0
+                if probs is not None:
+                    probs[:, :, cols] = p
+                if conf is not None:
+                    conf[:, cols] = np.where(covered, p.max(axis=0), -1.0)
+        strip.shift(n_rows)
+        self.writer.push(lab, probs, conf)
 
 
 def _region_grid(info: io.RasterInfo, region: Window) -> tuple[Window, io.RasterInfo]:
