@@ -746,26 +746,6 @@ def _aligned_windows(height: int, width: int, size: int) -> Iterator[Window]:
             yield Window(col0, row0, min(size, width - col0), min(size, height - row0))
 
 
-def _output_profile(info: io.RasterInfo, count: int, dtype: str, nodata: float) -> dict:
-    profile: dict[str, Any] = {
-        **io.GTIFF_OPTIONS,
-        "width": info.width,
-        "height": info.height,
-        "count": count,
-        "dtype": dtype,
-        "nodata": nodata,
-        "transform": rasterio.Affine(*info.transform),
-        "crs": rasterio.crs.CRS.from_wkt(info.crs_wkt) if info.crs_wkt else None,
-    }
-    if dtype.startswith("float"):
-        profile["predictor"] = 3
-    if info.width < 256 or info.height < 256:  # as io.write_raster: strips, not tiles
-        profile.update(tiled=False)
-        for key in ("blockxsize", "blockysize"):
-            profile.pop(key)
-    return profile
-
-
 def _copy_out(
     labels: _Scratch,
     raster: rasterio.DatasetReader,
@@ -784,7 +764,7 @@ def _copy_out(
     """
     counts = np.zeros(n_segments + 1, dtype=np.int64) if want_means else None
     sums = np.zeros((n_segments + 1, len(bands)), dtype=np.float64) if want_means else None
-    profile = _output_profile(info, 1, "int32", 0)
+    profile = io.output_profile(info, count=1, dtype="int32", nodata=0)
     with rasterio.open(dst, "w", **profile) as out:
         for window in _aligned_windows(info.height, info.width, plan.block_size):
             block = labels.read(window)
@@ -820,7 +800,7 @@ def write_mean_raster(
     """Paint each segment of a segment-id raster with its band means, window by window."""
     table = means.astype(np.float32).copy()
     table[0] = nodata
-    profile = _output_profile(info, table.shape[1], "float32", nodata)
+    profile = io.output_profile(info, count=table.shape[1], dtype="float32", nodata=nodata)
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
         rasterio.open(labels_path) as labels,
