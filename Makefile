@@ -71,8 +71,9 @@ test-core:  ## Engine tests (no QGIS)
 test-qgis:  ## Plugin tests inside headless QGIS (pytest-qgis) and through qgis_process
 	PYTHONPATH=/usr/share/qgis/python/plugins $(TEST_PY) -m pytest tests/plugin -p no:cacheprovider -q
 
-lint:  ## ruff check + format check
+lint:  ## ruff check + format check + mypy on the engine (core/)
 	$(ENGINE_VENV)/bin/ruff check . && $(ENGINE_VENV)/bin/ruff format --check .
+	$(ENGINE_VENV)/bin/mypy -p core
 
 demo: setup data  ## Segment the NC Landsat scene with every algorithm via qgis_process; write demo-output/
 	$(MAKE) deploy

@@ -38,9 +38,9 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"
 sys.path.insert(0, str(ROOT))
 
 from core.classes import ClassInfo, classes_to_json  # noqa: E402
+from core.commands.unet import run_predictunet  # noqa: E402
 from core.modelfile import save_model  # noqa: E402
 from core.protocol import Reporter  # noqa: E402
-from core.supervised import run_predictunet  # noqa: E402
 
 
 class _Quiet(Reporter):

@@ -38,7 +38,8 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.inference import fold_batchnorm, predict_raster, select_precision, set_threads  # noqa: E402
+from core.device import select_precision, set_threads  # noqa: E402
+from core.inference import fold_batchnorm, predict_raster  # noqa: E402
 from core.tiling import make_windows  # noqa: E402
 
 UNET_GFLOP = 15.7  # per 256 x 256 x 4-band tile, forward (the figure)

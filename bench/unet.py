@@ -99,8 +99,8 @@ def bench_nc(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Sparse NC labels -> whole-scene prediction -> accuracy against strata.tif."""
     import rasterio
 
-    from core.accuracy import run_accuracy
-    from core.supervised import run_predictunet, run_trainunet
+    from core.commands.accuracy import run_accuracy
+    from core.commands.unet import run_predictunet, run_trainunet
 
     nc = _nc_dir()
     names = (
@@ -223,7 +223,7 @@ def bench_defaults(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import rasterio
     from rasterio.transform import Affine
 
-    from core.supervised import run_trainunet
+    from core.commands.unet import run_trainunet
 
     nc = _nc_dir()
     stack, valid, like = _ten_bands(nc)
@@ -305,8 +305,8 @@ def bench_dubai(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Train on Dubai tiles 1-6, score the held-out tiles 7-8."""
     import rasterio
 
+    from core.commands.unet import run_predictunet, run_trainunet
     from core.metrics import ConfusionAccumulator, assess_accuracy
-    from core.supervised import run_predictunet, run_trainunet
 
     base = ROOT.parent / "shared" / "data" / "dubai-aerial"
     if not base.exists():

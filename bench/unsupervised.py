@@ -66,7 +66,7 @@ def speed(threads: int, size: int = 256, iterations: int = 4) -> list[dict[str, 
     import rasterio
     import torch
 
-    from core.inference import cpu_supports_bf16, select_device
+    from core.device import cpu_supports_bf16, select_device
     from core.unsupervised import _superpixels, train_kanezaki, train_wnet
 
     torch.set_num_threads(threads)
@@ -169,7 +169,7 @@ def _score_scene(
     import rasterio
 
     from core import io
-    from core.unsupervised import run_unsupervised
+    from core.commands.unsupervised import run_unsupervised
 
     with io.open_raster(src) as ds:
         image, valid = io.read_bands(ds, list(range(1, ds.count + 1)))

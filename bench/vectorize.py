@@ -94,7 +94,7 @@ def build(name: str, base: Path, folder: Path) -> Path:
     if name == "nc":
         return nc / "strata.tif"
     if name == "nc-slic":
-        from core.pipeline import run_superpixels
+        from core.commands.superpixels import run_superpixels
         from core.protocol import Reporter
 
         out = folder / "nc_slic.tif"

@@ -1,10 +1,11 @@
 """Accuracy assessment of a classified or cluster raster against a reference.
 
-The pipeline entry :func:`run_accuracy` reads the prediction window by window (so rasters
-larger than memory work), brings the reference onto the prediction's grid (a raster
-warped with nearest-neighbour resampling, or polygons rasterized per window, reprojected
-when the CRSs differ), accumulates one contingency table and derives every metric and
-report from it (:mod:`core.metrics`, :mod:`core.report`).
+The ``accuracy`` command (:func:`core.commands.accuracy.run_accuracy`) reads the
+prediction window by window (so rasters larger than memory work), brings the reference
+onto the prediction's grid (a raster warped with nearest-neighbour resampling, or
+polygons rasterized per window, reprojected when the CRSs differ), accumulates one
+contingency table and derives every metric and report from it (:mod:`core.metrics`,
+:mod:`core.report`).
 
 With a Dask scheduler (``dask_scheduler``) the windows are grouped into blocks of
 consecutive windows, one task each: a task reads its windows exactly as the single
@@ -16,9 +17,7 @@ metric, equals the single-process one. The errors raster is written on the clien
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,12 +32,18 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from . import io
-from .classes import ClassInfo, write_qml, write_raster_classes
-from .metrics import ConfusionAccumulator, assess_accuracy, to_json_dict, write_confusion_csv
+from .classes import ClassInfo, class_entries, colormap_colors, write_raster_classes
+from .metrics import AccuracyResult, ConfusionAccumulator, assess_accuracy
 from .protocol import EngineError, Reporter
-from .report import render_html
 
-__all__ = ["parse_classes", "run_accuracy"]
+__all__ = [
+    "Pair",
+    "assess",
+    "count_confusion",
+    "open_pair",
+    "parse_classes",
+    "reference_colors",
+]
 
 #: Rows read per window.
 WINDOW_ROWS = 512
@@ -53,39 +58,20 @@ ERROR_CLASSES = (ClassInfo(CORRECT, "correct", "#1a9850"), ClassInfo(WRONG, "wro
 def parse_classes(text: str | None) -> tuple[dict[int, str], dict[int, str]]:
     """Parse ``"1:forest:#1b7837,2:water:#2166ac"`` into names and colours by value.
 
-    The colour is optional (``"1:forest,2:water"``).
+    The colour is optional (``"1:forest,2:water"``). Values may be any integer (a
+    reference's codes may be 0 or negative); otherwise the rules are those of
+    :func:`core.classes.class_entries`.
     """
-    names: dict[int, str] = {}
-    colors: dict[int, str] = {}
-    if not text:
-        return names, colors
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        fields = item.split(":")
-        if len(fields) not in (2, 3) or not re.fullmatch(r"-?\d+", fields[0].strip()):
-            raise EngineError(
-                f"Class entry {item!r} is not VALUE:NAME or VALUE:NAME:#RRGGBB, e.g. "
-                "1:forest:#1b7837,2:water:#2166ac."
-            )
-        value = int(fields[0])
-        names[value] = fields[1].strip()
-        if len(fields) == 3:
-            colors[value] = fields[2].strip()
-    return names, colors
+    try:
+        entries = class_entries(text, any_value=True)
+    except ValueError as err:
+        raise EngineError(str(err)) from None
+    return {v: n for v, n, _ in entries}, {v: c for v, _, c in entries if c}
 
 
 def _windows(height: int, width: int) -> Iterator[Window]:
     for row in range(0, height, WINDOW_ROWS):
         yield Window(0, row, width, min(WINDOW_ROWS, height - row))
-
-
-def _colormap_names(src: rasterio.DatasetReader) -> tuple[dict[int, str], dict[int, str]]:
-    """Colours (and generic names) from a raster's colour table, if it has one."""
-    try:
-        table = src.colormap(1)
-    except ValueError:
-        return {}, {}
-    colors = {int(v): "#{:02x}{:02x}{:02x}".format(*rgba[:3]) for v, rgba in table.items()}
-    return {}, colors
 
 
 class _PolygonReference:
@@ -145,194 +131,107 @@ def _overlaps(a: Sequence[float], b: Sequence[float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-def run_accuracy(
-    *,
+@dataclass
+class Pair:
+    """A prediction and its reference, open on the prediction's grid (:func:`open_pair`)."""
+
+    prediction: str
+    reference: str | None
+    info: io.RasterInfo
+    pred_src: Any
+    ref_reader: Any
+    windows: list[Window]
+
+    def write_errors(
+        self, path: os.PathLike[str], ignore: Sequence[float], mapping: dict[int, int | None] | None
+    ) -> None:
+        """Write the errors raster: 1 correct, 2 wrong, 0 not assessed (a second pass)."""
+        _write_errors(
+            path, self.pred_src, self.ref_reader, self.windows, ignore, mapping, self.info
+        )
+
+
+def open_pair(
+    stack: contextlib.ExitStack,
     prediction: str,
+    *,
     reference: str | None = None,
     reference_polygons: str | None = None,
     class_field: str | None = None,
-    ignore_values: Sequence[float] = (),
-    mode: str = "classes",
-    assignment: str = "hungarian",
-    classes: str | None = None,
-    dst_html: str | None = None,
-    dst_csv: str | None = None,
-    dst_json: str | None = None,
-    dst_errors: str | None = None,
-    overwrite: bool = False,
-    reporter: Reporter | None = None,
+    reporter: Reporter,
+) -> Pair:
+    """Open a prediction and bring its reference (raster or polygons) onto its grid.
+
+    The datasets stay open until ``stack`` closes.
+    """
+    info = io.inspect_raster(prediction)
+    pred_src = stack.enter_context(io.open_raster(prediction))
+    ref_reader = _open_reference(
+        stack, reference, reference_polygons, class_field, info, pred_src, reporter
+    )
+    windows = list(_windows(info.height, info.width))
+    return Pair(prediction, reference, info, pred_src, ref_reader, windows)
+
+
+def count_confusion(
+    pair: Pair,
+    ignore: Sequence[float],
+    *,
+    reporter: Reporter,
     dask_scheduler: str | None = None,
     dask_block_rows: int | None = None,
-) -> dict[str, Any]:
-    """Assess a classified or cluster raster against a reference raster or polygons.
+    progress: float = 70.0,
+) -> ConfusionAccumulator:
+    """Count prediction x reference pixels window by window, here or on Dask.
 
-    Parameters
-    ----------
-    prediction : str
-        Classified or cluster raster (band 1, integer values; any source, not only
-        LandSeg's). Its grid is the grid of the assessment.
-    reference : str, optional
-        Reference raster, warped onto the prediction's grid with nearest-neighbour
-        resampling (reprojected when the CRSs differ).
-    reference_polygons, class_field : str, optional
-        Reference polygons and their integer class field, rasterized onto the grid
-        instead of ``reference``.
-    ignore_values : sequence of float
-        Values left out in either raster (e.g. 0 or 255 for unlabelled), besides nodata.
-    mode : {"classes", "clusters"}
-        Values correspond, or clusters are mapped to reference classes first.
-    assignment : {"hungarian", "majority"}
-        Cluster mapping: one-to-one (Kuhn 1955) or many-to-one (majority class).
-    classes : str, optional
-        ``"VALUE:NAME[:#RRGGBB],..."``; otherwise colours from the reference's colour
-        table and names ``class <value>``.
-    dst_html, dst_csv, dst_json, dst_errors : str, optional
-        Report, confusion matrix, every metric, and a raster of correct (1) / wrong (2)
-        pixels (0 where not assessed).
-    overwrite : bool
-        Replace existing outputs.
-    reporter : Reporter, optional
-        Progress and log sink.
-    dask_scheduler : str, optional
-        Count the windows as Dask tasks: ``tcp://host:8786`` or ``local:N``
-        (:mod:`core.distributed`). Every worker must read the prediction and the reference
-        raster by their paths; reference polygons are read (and reprojected) by the client
-        and sent to the workers. The numbers equal the single-process run's. The errors
-        raster is written by the client.
-    dask_block_rows : int, optional
-        Rows per Dask task, rounded to whole windows of :data:`WINDOW_ROWS` rows; by
-        default about :data:`DASK_BLOCK_PIXELS` pixels per task.
-
-    Returns
-    -------
-    dict
-        Output paths and ``OVERALL_ACCURACY``, ``KAPPA``, ``MEAN_IOU``, ``MACRO_F1``,
-        ``ARI``, ``N_PIXELS``.
+    Progress runs from 0 to ``progress`` percent. Counts are integers, so the Dask
+    table equals the single-process one.
     """
-    report = reporter or Reporter("text")
-    if (reference is None) == (reference_polygons is None):
-        raise EngineError("Give either a reference raster or reference polygons (not both).")
-    if reference_polygons is not None and not class_field:
-        raise EngineError("Reference polygons need CLASS_FIELD, the field with class values.")
-    if mode not in ("classes", "clusters"):
-        raise EngineError(f"MODE must be 'classes' or 'clusters', not {mode!r}.")
-    outputs = {
-        key: path
-        for key, path in (
-            ("OUTPUT_HTML", dst_html),
-            ("OUTPUT_CSV", dst_csv),
-            ("OUTPUT_JSON", dst_json),
-            ("OUTPUT_ERRORS", dst_errors),
+    if dask_scheduler:
+        prediction = _shared(pair.prediction) or pair.prediction
+        spec = _ReadSpec(prediction, _shared(pair.reference), pair.info, tuple(ignore))
+        polygons = pair.ref_reader if isinstance(pair.ref_reader, _PolygonReference) else None
+        return _accumulate_on_dask(
+            dask_scheduler, spec, polygons, pair.windows, dask_block_rows, reporter
         )
-        if path
-    }
-    if dst_errors and os.path.splitext(dst_errors)[1].lower() not in (".tif", ".tiff"):
-        raise EngineError(f"{dst_errors}: raster outputs are GeoTIFF files; give a .tif path.")
-    for path in outputs.values():
-        io.check_output_path(path, overwrite=overwrite)
-    names, colors = parse_classes(classes)
-    ignore = [float(v) for v in ignore_values]
+    accumulator = ConfusionAccumulator()
+    for index, window in enumerate(pair.windows):
+        pred, ref, valid = _read_pair(pair.pred_src, pair.ref_reader, window, ignore)
+        accumulator.update(pred, ref, valid)
+        reporter.progress(progress * (index + 1) / len(pair.windows))
+    return accumulator
 
-    info = io.inspect_raster(prediction)
-    with contextlib.ExitStack() as stack:
-        pred_src = stack.enter_context(io.open_raster(prediction))
-        ref_reader = _open_reference(
-            stack, reference, reference_polygons, class_field, info, pred_src, report
+
+def assess(
+    accumulator: ConfusionAccumulator,
+    *,
+    mode: str,
+    assignment: str,
+    ignore: Sequence[float],
+) -> AccuracyResult:
+    """Every metric of a counted table (:func:`core.metrics.assess_accuracy`).
+
+    Raises
+    ------
+    EngineError
+        When no pixel was valid in both rasters, or the metrics refuse the table.
+    """
+    if accumulator.n_pixels == 0:
+        raise EngineError(
+            "No pixel is valid in both rasters after leaving out nodata and IGNORE_VALUE "
+            f"{list(ignore) or ''}: check the ignore values, the nodata values and that the "
+            "reference covers the prediction."
         )
-        if reference is not None and not colors:
-            with io.open_raster(reference) as ref_src:
-                colors = _colormap_names(ref_src)[1]
-        windows = list(_windows(info.height, info.width))
-        if dask_scheduler:
-            accumulator = _accumulate_on_dask(
-                dask_scheduler,
-                _ReadSpec(_shared(prediction), _shared(reference), info, tuple(ignore)),
-                ref_reader if isinstance(ref_reader, _PolygonReference) else None,
-                windows,
-                dask_block_rows,
-                report,
-            )
-            if dst_errors:
-                report.info("Writing the errors raster on this machine (a second pass).")
-        else:
-            accumulator = ConfusionAccumulator()
-            for index, window in enumerate(windows):
-                pred, ref, valid = _read_pair(pred_src, ref_reader, window, ignore)
-                accumulator.update(pred, ref, valid)
-                report.progress(70.0 * (index + 1) / len(windows))
-        if accumulator.n_pixels == 0:
-            raise EngineError(
-                "No pixel is valid in both rasters after leaving out nodata and IGNORE_VALUE "
-                f"{ignore or ''}: check the ignore values, the nodata values and that the "
-                "reference covers the prediction."
-            )
-        try:
-            result = assess_accuracy(accumulator, mode=mode, assignment=assignment)
-        except ValueError as err:
-            raise EngineError(str(err)) from None
-        report.info(
-            f"{result.n_pixels:,} pixels assessed: overall accuracy "
-            f"{result.overall_accuracy:.3f}, kappa {result.kappa:.3f}, mIoU "
-            f"{result.mean_iou:.3f}, ARI {result.adjusted_rand_index:.3f}."
-        )
-        if result.mapping is not None:
-            report.info(
-                "Cluster -> class: "
-                + ", ".join(
-                    f"{c}->{v if v is not None else '-'}" for c, v in sorted(result.mapping.items())
-                )
-            )
-        class_names = {int(v): names.get(int(v), f"class {int(v)}") for v in result.classes}
+    try:
+        return assess_accuracy(accumulator, mode=mode, assignment=assignment)
+    except ValueError as err:
+        raise EngineError(str(err)) from None
 
-        tmp = {
-            key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
-            for key, path in outputs.items()
-        }
-        if dst_csv:
-            write_confusion_csv(result, tmp["OUTPUT_CSV"], class_names=class_names)
-        if dst_json:
-            payload = to_json_dict(result, class_names=class_names)
-            payload["inputs"] = {
-                "prediction": prediction,
-                "reference": reference or reference_polygons,
-            }
-            tmp["OUTPUT_JSON"].write_text(
-                json.dumps(payload, indent=2, allow_nan=False), encoding="utf-8"
-            )
-        if dst_html:
-            html = render_html(
-                result,
-                inputs={
-                    "Prediction": prediction,
-                    "Reference": reference or f"{reference_polygons} ({class_field})",
-                },
-                parameters={
-                    "Mode": mode,
-                    "Assignment": assignment if mode == "clusters" else "-",
-                    "Ignored values": ignore or "none",
-                },
-                class_names=class_names,
-                class_colors=colors or None,
-            )
-            tmp["OUTPUT_HTML"].write_text(html, encoding="utf-8")
-        report.progress(80)
-        if dst_errors:
-            _write_errors(
-                tmp["OUTPUT_ERRORS"], pred_src, ref_reader, windows, ignore, result.mapping, info
-            )
-        report.progress(100)
-    if dst_errors:
-        write_qml(dst_errors, ERROR_CLASSES)  # names and colours in QGIS, beside the raster
 
-    return {
-        **outputs,
-        "OVERALL_ACCURACY": result.overall_accuracy,
-        "KAPPA": None if np.isnan(result.kappa) else result.kappa,
-        "MEAN_IOU": result.mean_iou,
-        "MACRO_F1": result.macro["f1"],
-        "ARI": result.adjusted_rand_index,
-        "N_PIXELS": result.n_pixels,
-    }
+def reference_colors(reference: str) -> dict[int, str]:
+    """Colours of a reference raster's colour table (empty without one)."""
+    with io.open_raster(reference) as src:
+        return colormap_colors(src, skip_filler=False)
 
 
 def _open_reference(
@@ -504,15 +403,13 @@ def _accumulate_block(
     spec: _ReadSpec, polygons: _PolygonReference | None, windows: Sequence[Window]
 ) -> ConfusionAccumulator:
     """Worker side: count a block's windows, read exactly as the single process reads them."""
-    from .distributed import _Silent
-
     accumulator = ConfusionAccumulator()
     with contextlib.ExitStack() as stack:
         pred_src = stack.enter_context(io.open_raster(spec.prediction))
         reader = polygons
         if reader is None:
             reader = _open_reference(
-                stack, spec.reference, None, None, spec.info, pred_src, _Silent()
+                stack, spec.reference, None, None, spec.info, pred_src, Reporter.quiet()
             )
         for window in windows:
             pred, ref, valid = _read_pair(pred_src, reader, window, spec.ignore)

@@ -10,9 +10,11 @@ the same table in their metadata (:mod:`core.modelfile`).
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import json
 import os
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,8 +23,10 @@ from xml.sax.saxutils import quoteattr
 
 __all__ = [
     "ClassInfo",
+    "class_entries",
     "classes_from_json",
     "classes_to_json",
+    "colormap_colors",
     "complete_classes",
     "palette",
     "parse_classes",
@@ -81,6 +85,26 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
     ValueError
         On a malformed entry, a repeated value, a value outside 1..65535 or a bad colour.
     """
+    entries = class_entries(text)
+    generated = iter(palette(len(entries)))
+    return [ClassInfo(v, n, (c or next(generated)).lower()) for v, n, c in entries]
+
+
+def class_entries(
+    text: str | None, *, any_value: bool = False
+) -> list[tuple[int, str, str | None]]:
+    """Parse ``VALUE:NAME[:#RRGGBB],...`` into ``(value, name, colour or None)`` entries.
+
+    The one parser of class lists. Values are 1..65535 (class values of LandSeg's
+    rasters; 0 is nodata) unless ``any_value``: the accuracy command names the classes of
+    any reference raster, whose codes may be 0 or negative. A missing name is
+    ``class <value>``.
+
+    Raises
+    ------
+    ValueError
+        On a malformed entry, a repeated value, a value out of range or a bad colour.
+    """
     if not text or not text.strip():
         return []
     entries: list[tuple[int, str, str | None]] = []
@@ -96,7 +120,7 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
                 f"Class entry {item!r} does not start with an integer value. Write classes "
                 "as VALUE:NAME[:#RRGGBB], separated by commas, e.g. 1:forest:#1b7837,2:water"
             ) from None
-        if not 1 <= value <= 65535:
+        if not any_value and not 1 <= value <= 65535:
             raise ValueError(f"Class value {value} is outside 1..65535 (0 means nodata).")
         name = parts[1] if len(parts) > 1 and parts[1] else f"class {value}"
         color = parts[2] if len(parts) > 2 and parts[2] else None
@@ -108,8 +132,7 @@ def parse_classes(text: str | None) -> list[ClassInfo]:
     values = [v for v, _, _ in entries]
     if len(set(values)) != len(values):
         raise ValueError("A class value appears twice in CLASSES; give each value once.")
-    generated = iter(palette(len(entries)))
-    return [ClassInfo(v, n, (c or next(generated)).lower()) for v, n, c in entries]
+    return entries
 
 
 def complete_classes(values: Iterable[int], known: Sequence[ClassInfo] = ()) -> list[ClassInfo]:
@@ -153,30 +176,48 @@ def write_raster_classes(dataset: Any, classes: Sequence[ClassInfo], *, band: in
         dataset.write_colormap(band, {c.value: (*_rgb(c.color), 255) for c in classes})
 
 
-def read_raster_classes(dataset: Any, *, band: int = 1) -> list[ClassInfo]:
-    """Read a class table from an open rasterio dataset.
+def colormap_colors(dataset: Any, *, band: int = 1, skip_filler: bool = True) -> dict[int, str]:
+    """Colours of a band's colour table by value (empty without one).
 
-    Uses the ``LANDSEG_CLASSES`` tag when present, else the colour table (entries that
-    are not black-transparent filler), else returns an empty list.
+    ``skip_filler`` leaves out value 0, transparent entries and the black padding of an
+    8-bit table (what a class table needs); ``False`` keeps every entry.
     """
+    try:
+        table = dataset.colormap(band)
+    except ValueError:  # no colour table
+        return {}
+    colors = {}
+    for value, rgba in sorted(table.items()):
+        if skip_filler and (value == 0 or rgba[3] == 0):
+            continue
+        if skip_filler and tuple(rgba) == (0, 0, 0, 255) and len(table) == 256:
+            continue  # padding of an 8-bit table
+        colors[int(value)] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
+    return colors
+
+
+def read_raster_classes(dataset: Any, *, band: int = 1, sidecars: bool = False) -> list[ClassInfo]:
+    """Read the class table a raster carries: the one reader of class tables.
+
+    Without ``sidecars`` (LandSeg's own rasters, label rasters): the ``LANDSEG_CLASSES``
+    tag when present, else the colour table (entries that are not filler), else an
+    empty list.
+
+    With ``sidecars`` (any classified raster, e.g. to vectorize): names and colours from
+    every place LandSeg knows, in order of precedence the ``LANDSEG_CLASSES`` tag, a QGIS
+    ``.qml`` sidecar with a paletted legend, GDAL category names (the PAM ``.aux.xml``),
+    and the colour table for colours. Values without a name are named ``class <value>``;
+    values without a colour get generated ones.
+    """
+    if sidecars:
+        return _merged_class_table(dataset, band)
     tag = dataset.tags().get(TAG)
     if tag:
         try:
             return classes_from_json(tag)
         except ValueError:
             pass
-    try:
-        table = dataset.colormap(band)
-    except ValueError:  # no colour table
-        return []
-    out = []
-    for value, rgba in sorted(table.items()):
-        if value == 0 or rgba[3] == 0:
-            continue
-        if tuple(rgba) == (0, 0, 0, 255) and len(table) == 256:
-            continue  # padding of an 8-bit table
-        out.append(ClassInfo(int(value), f"class {value}", "#{:02x}{:02x}{:02x}".format(*rgba[:3])))
-    return out
+    return [ClassInfo(v, f"class {v}", c) for v, c in colormap_colors(dataset, band=band).items()]
 
 
 def write_qml(path: str | os.PathLike[str], classes: Sequence[ClassInfo], *, band: int = 1) -> Path:
@@ -220,3 +261,86 @@ def write_qml(path: str | os.PathLike[str], classes: Sequence[ClassInfo], *, ban
 
 def _rgb(color: str) -> tuple[int, int, int]:
     return int(color[1:3], 16), int(color[3:5], 16), int(color[5:7], 16)
+
+
+def _pam_category_names(path: str, band: int) -> dict[int, str]:
+    """Category names of a band from GDAL's PAM sidecar ``<raster>.aux.xml``."""
+    aux = Path(path + ".aux.xml")
+    if not aux.is_file():
+        return {}
+    try:
+        root = ET.parse(aux).getroot()
+    except ET.ParseError:
+        return {}
+    for node in root.iter("PAMRasterBand"):
+        if node.get("band", "1") == str(band):
+            names = node.find("CategoryNames")
+            if names is None:
+                return {}
+            return {
+                i: (c.text or "").strip()
+                for i, c in enumerate(names.findall("Category"))
+                if (c.text or "").strip()
+            }
+    return {}
+
+
+def _qml_entries(path: str) -> tuple[dict[int, str], dict[int, str]]:
+    """Read names and colours of a ``.qml`` sidecar's paletted renderer.
+
+    Labels that are only the value, as on segment rasters, give no name.
+    """
+    qml = Path(path).with_suffix(".qml")
+    if not qml.is_file():
+        return {}, {}
+    try:
+        root = ET.parse(qml).getroot()
+    except ET.ParseError:
+        return {}, {}
+    names: dict[int, str] = {}
+    colors: dict[int, str] = {}
+    for entry in root.iter("paletteEntry"):
+        try:
+            value = int(float(entry.get("value", "")))
+        except ValueError:
+            continue
+        label = (entry.get("label") or "").strip()
+        if label and label != str(value):
+            names[value] = label
+        color = entry.get("color", "")
+        if re.fullmatch(r"#[0-9a-fA-F]{6}", color):
+            colors[value] = color.lower()
+    if not names:  # a segment palette, not a class legend
+        return {}, {}
+    return names, colors
+
+
+def _merged_class_table(src: Any, band: int) -> list[ClassInfo]:
+    """Class names and colours a raster carries, from every place LandSeg knows.
+
+    In order of precedence: the ``LANDSEG_CLASSES`` JSON metadata tag, a QGIS ``.qml``
+    sidecar with a paletted legend, GDAL category names (the PAM ``.aux.xml``), and the
+    colour table for colours. Values without a name are named ``class <value>``.
+
+    Returns
+    -------
+    list of ClassInfo
+        Empty when the raster carries no class information.
+    """
+    names: dict[int, str] = {}
+    colors = colormap_colors(src, band=band)
+    names.update(_pam_category_names(src.name, band))
+    qml_names, qml_colors = _qml_entries(src.name)
+    names.update(qml_names)
+    colors.update(qml_colors)
+    tag = src.tags().get("LANDSEG_CLASSES")
+    if tag:
+        with contextlib.suppress(ValueError, json.JSONDecodeError):
+            for c in classes_from_json(tag):
+                names[c.value] = c.name
+                colors[c.value] = c.color
+    values = sorted(set(names) | set(colors))
+    generated = iter(palette(len(values)))
+    return [
+        ClassInfo(v, names.get(v, f"class {v}"), colors.get(v) or next(generated)) for v in values
+    ]

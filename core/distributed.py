@@ -28,7 +28,7 @@ U-Net prediction (:func:`predict_rasters`)
     256 px tiles).
 
 Superpixels (:class:`DaskBlocks`)
-    The block-by-block superpixels of :mod:`core.blocks` segment each block's window as a
+    The block-by-block superpixels of :mod:`core.superpixel_blocks` segment each block's window as a
     task; the client claims the results. A block starts when the earlier blocks whose
     windows overlap its window are claimed (a wavefront: about ``min(rows, columns / 2)``
     blocks at a time), and ids are renumbered to the sequential run's at the end, so the
@@ -68,8 +68,8 @@ from .protocol import EngineError, Reporter
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
-    from .blocks import BlockPlan, WindowJob
     from .classes import ClassInfo
+    from .superpixel_blocks import BlockPlan, WindowJob
 
 __all__ = [
     "DEFAULT_BLOCK_SIZE",
@@ -240,12 +240,12 @@ def _segment_block(
     if threads:
         import numba
 
-        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]
     return job(index, core, window, claimed)
 
 
 class DaskBlocks:
-    """Run :mod:`core.blocks`' window segmentation as Dask tasks (a block executor).
+    """Run :mod:`core.superpixel_blocks`' window segmentation as Dask tasks (a block executor).
 
     Parameters
     ----------
@@ -274,7 +274,7 @@ class DaskBlocks:
         """Segment every block on the cluster and claim each, in a dependency order."""
         from distributed import wait
 
-        from .blocks import block_dependencies
+        from .superpixel_blocks import block_dependencies
 
         deps = block_dependencies(plan)
         waiting = [len(d) for d in deps]
@@ -390,22 +390,6 @@ def _worker_network(blob: _ModelBlob) -> Any:
     return network
 
 
-class _Silent(Reporter):
-    """A reporter that says nothing (tasks report through their results)."""
-
-    def __init__(self) -> None:
-        super().__init__("text")
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        return None
-
-    def progress(self, percent: float) -> None:
-        return None
-
-    def _log(self, level: str, message: str) -> None:
-        return None
-
-
 def _predict_block(task: _BlockTask, blob: _ModelBlob) -> dict[str, Any]:
     """Worker side of :func:`predict_rasters`: classify one block into its own file."""
     import torch
@@ -434,7 +418,7 @@ def _predict_block(task: _BlockTask, blob: _ModelBlob) -> dict[str, Any]:
         nodata_zero=bool(metadata.get("nodata_zero", False)),
         dst_confidence=task.part_confidence,
         overwrite=True,  # a rerun (lost worker) writes the same file again
-        reporter=_Silent(),
+        reporter=Reporter.quiet(),
         threads=task.threads or torch.get_num_threads(),
     )
     return {

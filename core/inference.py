@@ -23,16 +23,13 @@ How it works
   is the same float32 sum, in the same window order, however the windows are grouped: a
   ``region`` of the raster (:mod:`core.distributed`'s blocks) gets exactly the labels the
   whole-raster run gives there.
-- Device ``auto`` picks CUDA, then Apple MPS, then the CPU. Precision ``auto`` uses
-  bf16 autocast on GPUs that support it (fp16 on the others) and on CPUs with native
-  bf16 instructions (AVX512-BF16 or AMX), fp32 otherwise. Inputs and weights are
+- The device and the precision are chosen by :mod:`core.device`. Inputs and weights are
   channels-last. A CUDA out-of-memory error halves the batch and goes on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -48,20 +45,14 @@ from rasterio.windows import Window
 
 from . import io
 from .classes import ClassInfo, complete_classes, write_qml, write_raster_classes
+from .device import select_device, select_precision, set_threads
 from .protocol import EngineError, Reporter
 from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, blend_weights, make_windows, pad_tile
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = [
-    "cpu_supports_bf16",
-    "fold_batchnorm",
-    "predict_raster",
-    "select_device",
-    "select_precision",
-    "set_threads",
-]
+__all__ = ["fold_batchnorm", "predict_raster"]
 
 #: Tiles per batch by device type when the caller gives none.
 DEFAULT_BATCH = {"cuda": 32, "mps": 8, "cpu": 8}
@@ -73,102 +64,6 @@ WRITE_ROWS = 256
 CHUNK_COLUMNS = 1024
 #: GDAL block cache while predicting, in MiB (reads and writes stay bounded).
 GDAL_CACHE_MB = 128
-
-
-def select_device(name: str = "auto") -> tuple[torch.device, str]:
-    """Choose the compute device.
-
-    Parameters
-    ----------
-    name : str
-        ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``
-        or ``"mps"``.
-
-    Returns
-    -------
-    device : torch.device
-    reason : str
-        Why this device, for the log.
-    """
-    import torch
-
-    name = (name or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda"), f"CUDA GPU found: {torch.cuda.get_device_name(0)}"
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps"), "Apple MPS GPU found"
-        return torch.device("cpu"), "no CUDA or MPS GPU found, using the CPU"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise EngineError(
-                "DEVICE is cuda but PyTorch sees no CUDA GPU here. Use device auto or cpu, "
-                "or install a CUDA build of PyTorch in the engine environment."
-            )
-        return torch.device(name), "CUDA requested"
-    if name == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise EngineError("DEVICE is mps but no Apple MPS GPU is available; use auto or cpu.")
-        return torch.device("mps"), "MPS requested"
-    if name == "cpu":
-        return torch.device("cpu"), "CPU requested"
-    raise EngineError(f"Unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps.")
-
-
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); Linux only."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def select_precision(precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """Choose the autocast dtype: ``None`` means plain fp32.
-
-    Parameters
-    ----------
-    precision : {"auto", "fp32", "bf16", "fp16"}
-    device : torch.device
-    """
-    import torch
-
-    precision = (precision or "auto").lower()
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise EngineError(f"Unknown precision {precision!r}: use auto, fp32, bf16 or fp16.")
-    if precision == "fp32":
-        return None, "fp32 (requested)"
-    if precision == "bf16":
-        return torch.bfloat16, "bf16 autocast (requested)"
-    if precision == "fp16":
-        return torch.float16, "fp16 autocast (requested)"
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return torch.bfloat16, "bf16 autocast (GPU supports bf16)"
-        return torch.float16, "fp16 autocast (GPU has no bf16)"
-    if device.type == "cpu" and cpu_supports_bf16():
-        return torch.bfloat16, "bf16 autocast (CPU has native bf16 instructions)"
-    return None, f"fp32 ({device.type} without native bf16)"
-
-
-def set_threads(threads: int | None = None) -> int:
-    """Set PyTorch's CPU threads: ``threads``, or every CPU this process may use."""
-    import torch
-
-    if threads is None or threads < 1:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:  # macOS, Windows
-            threads = os.cpu_count() or 1
-    torch.set_num_threads(threads)
-    return threads
 
 
 def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
@@ -359,9 +254,9 @@ class _Writer:
         conf = np.concatenate([p[2] for p in self.parts]) if self.confidence else None
         win = Window(0, self.row, self.width, n_rows)
         self.labels.write(labels[:n_rows], 1, window=win)
-        if probs is not None:
+        if probs is not None and self.probabilities is not None:
             self.probabilities.write(probs[:, :n_rows], window=win)
-        if conf is not None:
+        if conf is not None and self.confidence is not None:
             self.confidence.write(conf[:n_rows], 1, window=win)
         self.row += n_rows
         self.pending -= n_rows
@@ -444,9 +339,9 @@ def predict_raster(
     batch_size : int, optional
         Tiles per forward pass; by device type by default (:data:`DEFAULT_BATCH`).
     device : str
-        See :func:`select_device`.
+        See :func:`core.device.select_device`.
     precision : {"auto", "fp32", "bf16", "fp16"}
-        See :func:`select_precision`.
+        See :func:`core.device.select_precision`.
     nodata_zero : bool
         Also treat pixels that are 0 in every band as nodata.
     dst_probabilities : str, optional
@@ -476,56 +371,26 @@ def predict_raster(
     report = reporter or Reporter("text")
     info = io.inspect_raster(src)
     band_list = io.resolve_bands(bands, info.count)
-    n_bands = len(band_list)
-    off = np.zeros(n_bands, np.float32) if offsets is None else np.asarray(offsets, np.float32)
-    scl = np.ones(n_bands, np.float32) if scales is None else np.asarray(scales, np.float32)
-    if off.shape != (n_bands,) or scl.shape != (n_bands,):
-        raise EngineError(
-            f"The normalisation has {off.size} offsets and {scl.size} scales for {n_bands} "
-            "bands; give one of each per band."
-        )
-    if np.any(scl == 0) or not np.all(np.isfinite(scl)) or not np.all(np.isfinite(off)):
-        raise EngineError("Normalisation scales must be finite and non-zero.")
+    off, scl = _normalization(len(band_list), offsets, scales)
     outputs = [(dst, "OUTPUT")]
     if dst_probabilities:
         outputs.append((dst_probabilities, "OUTPUT_PROBABILITIES"))
     if dst_confidence:
         outputs.append((dst_confidence, "OUTPUT_CONFIDENCE"))
-    paths = [os.path.abspath(p) for p, _ in outputs]
-    if len(set(paths)) != len(paths):
-        raise EngineError("Two outputs have the same path; give each output its own file.")
-    for path, _ in outputs:
-        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
-        io.check_output_path(path, overwrite=overwrite)
+    paths = [p for p, _ in outputs]
+    io.check_outputs(paths, rasters=paths, overwrite=overwrite)
 
     dev, why = select_device(device)
     autocast, precision_note = select_precision(precision, dev)
     n_threads = set_threads(threads) if dev.type == "cpu" else torch.get_num_threads()
-    model = fold_batchnorm(model.eval()).to(dev)
-    channels_last = dev.type in ("cpu", "cuda")
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    forward = _Forward(model, dev, autocast)
     batch = int(batch_size or DEFAULT_BATCH.get(dev.type, 4))
     if batch < 1:
         raise EngineError(f"BATCH_SIZE must be at least 1, not {batch}.")
 
-    def forward(x: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(x).to(dev, non_blocking=True)
-        if channels_last:
-            tensor = tensor.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            if autocast is not None:
-                with torch.autocast(device_type=dev.type, dtype=autocast):
-                    scores = model(tensor)
-            else:
-                scores = model(tensor)
-            probs = torch.softmax(scores.float(), dim=1)
-        return probs.cpu().numpy()
-
     if class_values is None:
         if n_classes is None:
-            trial = np.zeros((1, n_bands, tile_size, tile_size), np.float32)
+            trial = np.zeros((1, len(band_list), tile_size, tile_size), np.float32)
             n_classes = forward(trial).shape[1]
         values = np.arange(1, n_classes + 1, dtype=np.int64)
     else:
@@ -533,13 +398,11 @@ def predict_raster(
         if np.any(values < 1):
             raise EngineError("Class values must be at least 1 (0 is the output's nodata).")
     n_classes = int(values.size)
-    dtype = _label_dtype(values)
     if classes is None and colors:
         classes = [ClassInfo(int(v), f"class {v}", c) for v, c in sorted(colors.items())]
     table = complete_classes([], classes) if classes else None
 
     windows = make_windows(info.height, info.width, tile_size=tile_size, overlap=overlap)
-    weights = blend_weights(tile_size, overlap)
     grid = info
     if region is not None:
         region, grid = _region_grid(info, region)
@@ -550,10 +413,9 @@ def predict_raster(
     )
     report.info(
         f"{len(windows)} tiles of {tile_size} px with {overlap} px overlap over "
-        f"{info.width} x {info.height} px, {n_bands} bands, {n_classes} classes."
+        f"{info.width} x {info.height} px, {len(band_list)} bands, {n_classes} classes."
     )
     started = time.perf_counter()
-    counts = np.zeros(n_classes + 1, dtype=np.int64)
     reader = _Reader(
         src,
         windows,
@@ -564,7 +426,6 @@ def predict_raster(
         batch_size=batch,
         nodata_zero=nodata_zero,
     )
-    profile = io.output_profile(grid, count=1, dtype=dtype, nodata=0)
     with contextlib.ExitStack() as stack:
         # GDAL's block cache defaults to 5 % of RAM and would grow with the raster's width
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20))
@@ -572,76 +433,10 @@ def predict_raster(
             key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
             for path, key in outputs
         }
-        stack.enter_context(warnings.catch_warnings())
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        labels_ds = stack.enter_context(rasterio.open(tmp["OUTPUT"], "w", **profile))
-        probs_ds = conf_ds = None
-        if dst_probabilities:
-            probs_ds = stack.enter_context(
-                rasterio.open(
-                    tmp["OUTPUT_PROBABILITIES"],
-                    "w",
-                    **io.output_profile(grid, count=n_classes, dtype="float32", nodata=None),
-                )
-            )
-        if dst_confidence:
-            conf_ds = stack.enter_context(
-                rasterio.open(
-                    tmp["OUTPUT_CONFIDENCE"],
-                    "w",
-                    **io.output_profile(grid, count=1, dtype="float32", nodata=-1.0),
-                )
-            )
-        strip = _Strip(n_classes, tile_size, grid.width)
-        writer = _Writer(labels_ds, probs_ds, conf_ds, grid.width, n_classes)
-
-        def flush(until: int) -> None:
-            """Write raster rows [strip.base, until), column chunk by column chunk."""
-            n_rows = until - strip.base
-            if n_rows <= 0:
-                return
-            width = grid.width
-            lab = np.zeros((n_rows, width), dtype=dtype)
-            probs = np.zeros((n_classes, n_rows, width), np.float32) if probs_ds else None
-            conf = np.full((n_rows, width), -1.0, np.float32) if conf_ds else None
-            for c0 in range(0, width, CHUNK_COLUMNS):
-                cols = slice(c0, c0 + CHUNK_COLUMNS)
-                scores = strip.scores[:, :n_rows, cols]
-                weight = strip.weight[:n_rows, cols]
-                covered = strip.valid[:n_rows, cols] & (weight > 0)
-                index = np.argmax(scores, axis=0)
-                lab[:, cols] = np.where(covered, values[index], 0)
-                counts[:] += np.bincount(index[covered] + 1, minlength=n_classes + 1)
-                if probs is not None or conf is not None:
-                    p = scores / np.maximum(weight, 1e-12)
-                    p[:, ~covered] = 0
-                    if probs is not None:
-                        probs[:, :, cols] = p
-                    if conf is not None:
-                        conf[:, cols] = np.where(covered, p.max(axis=0), -1.0)
-            strip.shift(n_rows)
-            writer.push(lab, probs, conf)
-
-        def accumulate(win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
-            wts = weights
-            if region is not None:  # the window's part inside the region, in its pixels
-                r0, r1, c0, c1 = _overlap(win, region)  # type: ignore[misc]
-                rows, cols = slice(r0, r1), slice(c0, c1)
-                wts = weights[rows, cols]
-                if probs is not None and valid is not None:
-                    probs, valid = probs[:, rows, cols], valid[rows, cols]
-                win = Window(
-                    int(win.col_off) + c0 - int(region.col_off),
-                    int(win.row_off) + r0 - int(region.row_off),
-                    c1 - c0,
-                    r1 - r0,
-                )
-            row = int(win.row_off)
-            if row > strip.base:
-                flush(row)
-            if probs is not None and valid is not None:
-                strip.add(probs, win, wts, valid)
-
+        writer = _open_writer(stack, tmp, grid, n_classes, _label_dtype(values))
+        assembler = _Assembler(
+            writer, values, grid, tile_size, blend_weights(tile_size, overlap), region
+        )
         done = 0
         reader.start()
         try:
@@ -649,18 +444,19 @@ def predict_raster(
                 probs = _forward_padded(forward, item.tiles, batch, report) if item.tiles else None
                 for win, k in zip(item.windows, item.index, strict=True):
                     if k < 0:
-                        accumulate(win, None, None)
+                        assembler.add(win, None, None)
                     else:
-                        accumulate(win, probs[k], item.valid[k])
+                        assert probs is not None  # a window with a tile has its scores
+                        assembler.add(win, probs[k], item.valid[k])
                 done += len(item.windows)
                 report.progress(100.0 * done / len(windows))
         finally:
             reader.close()
-        flush(grid.height)
+        assembler.flush(grid.height)
         writer.finish()
         if table:
-            write_raster_classes(labels_ds, table)
-        labels_ds.close()
+            write_raster_classes(writer.labels, table)
+        writer.labels.close()
     if table:
         write_qml(dst, table)  # a QGIS style beside the output: names and colours
     seconds = time.perf_counter() - started
@@ -677,9 +473,157 @@ def predict_raster(
         SKIPPED_TILES=reader.skipped,
         BATCH_SIZE=batch,
         SECONDS=round(seconds, 3),
-        COUNTS={int(v): int(c) for v, c in zip(values, counts[1:], strict=True) if c},
+        COUNTS={int(v): int(c) for v, c in zip(values, assembler.counts[1:], strict=True) if c},
     )
     return result
+
+
+def _normalization(
+    n_bands: int, offsets: Sequence[float] | None, scales: Sequence[float] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and scales as float32 arrays, one per band (0 and 1 when not given)."""
+    off = np.zeros(n_bands, np.float32) if offsets is None else np.asarray(offsets, np.float32)
+    scl = np.ones(n_bands, np.float32) if scales is None else np.asarray(scales, np.float32)
+    if off.shape != (n_bands,) or scl.shape != (n_bands,):
+        raise EngineError(
+            f"The normalisation has {off.size} offsets and {scl.size} scales for {n_bands} "
+            "bands; give one of each per band."
+        )
+    if np.any(scl == 0) or not np.all(np.isfinite(scl)) or not np.all(np.isfinite(off)):
+        raise EngineError("Normalisation scales must be finite and non-zero.")
+    return off, scl
+
+
+class _Forward:
+    """The network on its device: a batch of tiles -> per-class probabilities."""
+
+    def __init__(self, model: torch.nn.Module, dev: torch.device, autocast: Any) -> None:
+        import torch
+
+        self.dev, self.autocast = dev, autocast
+        self.channels_last = dev.type in ("cpu", "cuda")
+        self.model = fold_batchnorm(model.eval()).to(dev)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        tensor = torch.from_numpy(x).to(self.dev, non_blocking=True)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            if self.autocast is not None:
+                with torch.autocast(device_type=self.dev.type, dtype=self.autocast):
+                    scores = self.model(tensor)
+            else:
+                scores = self.model(tensor)
+            probs = torch.softmax(scores.float(), dim=1)
+        return probs.cpu().numpy()
+
+
+def _open_writer(
+    stack: contextlib.ExitStack,
+    tmp: dict[str, Any],
+    grid: io.RasterInfo,
+    n_classes: int,
+    dtype: str,
+) -> _Writer:
+    """Open the outputs (labels; probabilities and confidence when asked for)."""
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    profile = io.output_profile(grid, count=1, dtype=dtype, nodata=0)
+    labels_ds = stack.enter_context(rasterio.open(tmp["OUTPUT"], "w", **profile))
+    probs_ds = conf_ds = None
+    if "OUTPUT_PROBABILITIES" in tmp:
+        probs_ds = stack.enter_context(
+            rasterio.open(
+                tmp["OUTPUT_PROBABILITIES"],
+                "w",
+                **io.output_profile(grid, count=n_classes, dtype="float32", nodata=None),
+            )
+        )
+    if "OUTPUT_CONFIDENCE" in tmp:
+        conf_ds = stack.enter_context(
+            rasterio.open(
+                tmp["OUTPUT_CONFIDENCE"],
+                "w",
+                **io.output_profile(grid, count=1, dtype="float32", nodata=-1.0),
+            )
+        )
+    return _Writer(labels_ds, probs_ds, conf_ds, grid.width, n_classes)
+
+
+class _Assembler:
+    """Blend tile probabilities into the strip; label and write rows once final."""
+
+    def __init__(
+        self,
+        writer: _Writer,
+        values: np.ndarray,
+        grid: io.RasterInfo,
+        tile_size: int,
+        weights: np.ndarray,
+        region: Window | None,
+    ) -> None:
+        self.writer, self.values, self.grid = writer, values, grid
+        self.n_classes = int(values.size)
+        self.dtype = _label_dtype(values)
+        self.weights, self.region = weights, region
+        self.strip = _Strip(self.n_classes, tile_size, grid.width)
+        self.counts = np.zeros(self.n_classes + 1, dtype=np.int64)
+
+    def add(self, win: Window, probs: np.ndarray | None, valid: np.ndarray | None) -> None:
+        """Add one window's probabilities (None: an empty window, only moves the strip)."""
+        wts = self.weights
+        region = self.region
+        if region is not None:  # the window's part inside the region, in its pixels
+            r0, r1, c0, c1 = _overlap(win, region)  # type: ignore[misc]
+            rows, cols = slice(r0, r1), slice(c0, c1)
+            wts = self.weights[rows, cols]
+            if probs is not None and valid is not None:
+                probs, valid = probs[:, rows, cols], valid[rows, cols]
+            win = Window(
+                int(win.col_off) + c0 - int(region.col_off),
+                int(win.row_off) + r0 - int(region.row_off),
+                c1 - c0,
+                r1 - r0,
+            )
+        row = int(win.row_off)
+        if row > self.strip.base:
+            self.flush(row)
+        if probs is not None and valid is not None:
+            self.strip.add(probs, win, wts, valid)
+
+    def flush(self, until: int) -> None:
+        """Write raster rows [strip.base, until), column chunk by column chunk."""
+        strip, n_classes = self.strip, self.n_classes
+        n_rows = until - strip.base
+        if n_rows <= 0:
+            return
+        width = self.grid.width
+        lab = np.zeros((n_rows, width), dtype=self.dtype)
+        want_probs = self.writer.probabilities is not None
+        want_conf = self.writer.confidence is not None
+        probs = np.zeros((n_classes, n_rows, width), np.float32) if want_probs else None
+        conf = np.full((n_rows, width), -1.0, np.float32) if want_conf else None
+        for c0 in range(0, width, CHUNK_COLUMNS):
+            cols = slice(c0, c0 + CHUNK_COLUMNS)
+            scores = strip.scores[:, :n_rows, cols]
+            weight = strip.weight[:n_rows, cols]
+            covered = strip.valid[:n_rows, cols] & (weight > 0)
+            index = np.argmax(scores, axis=0)
+            lab[:, cols] = np.where(covered, self.values[index], 0)
+            self.counts[:] += np.bincount(index[covered] + 1, minlength=n_classes + 1)
+            if probs is not None or conf is not None:
+                p = scores / np.maximum(weight, 1e-12)
+                p[:, ~covered] = 0
+                if probs is not None:
+                    probs[:, :, cols] = p
+                if conf is not None:
+                    conf[:, cols] = np.where(covered, p.max(axis=0), -1.0)
+        strip.shift(n_rows)
+        self.writer.push(lab, probs, conf)
 
 
 def _region_grid(info: io.RasterInfo, region: Window) -> tuple[Window, io.RasterInfo]:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import uuid
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ __all__ = [
     "RasterInfo",
     "atomic_output",
     "check_output_path",
+    "check_outputs",
     "inspect_raster",
     "open_raster",
     "output_profile",
@@ -218,6 +219,33 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
             "Choose another path, delete the file, or pass --overwrite."
         )
     return out
+
+
+def check_outputs(
+    paths: Iterable[str | os.PathLike[str] | None],
+    *,
+    overwrite: bool,
+    rasters: Iterable[str | os.PathLike[str] | None] = (),
+) -> None:
+    """Check every output of a command before any work is done (``None`` = not asked for).
+
+    ``rasters`` (a subset of ``paths``) must be GeoTIFF files; no two outputs may share a
+    path; each must pass :func:`check_output_path`.
+
+    Raises
+    ------
+    EngineError
+        Naming the first problem and its fix.
+    """
+    given = [os.fspath(p) for p in paths if p]
+    for path in (os.fspath(p) for p in rasters if p):
+        if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
+            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
+    absolute = [os.path.abspath(p) for p in given]
+    if len(set(absolute)) != len(absolute):
+        raise EngineError("Two outputs have the same path; give each output its own file.")
+    for path in given:
+        check_output_path(path, overwrite=overwrite)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,12 @@ from . import io
 from .classes import ClassInfo, palette, read_raster_classes
 from .protocol import EngineError, Reporter
 
-__all__ = ["IGNORED", "describe_counts", "rasterize_labels", "read_labels"]
+__all__ = [
+    "IGNORED",
+    "describe_counts",
+    "rasterize_labels",
+    "read_labels",
+]
 
 #: Value of unlabelled pixels in the arrays this module returns.
 IGNORED = -1

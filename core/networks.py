@@ -1,9 +1,25 @@
-"""Networks LandSeg trains and applies, rebuilt from a model file's description.
+"""Every network LandSeg trains and applies, and the one registry that rebuilds them.
 
-:func:`build_network` is the one place that turns a model's metadata (see
-:mod:`core.modelfile`) into a ``torch.nn.Module``; it dispatches on
-``metadata["architecture"]``. Every architecture is built with random weights (no
-download at run time); trained weights come from the model file.
+- :func:`build_unet`: the supervised U-Net, a segmentation_models_pytorch encoder with
+  random weights (no download at run time; :func:`load_encoder_weights` reads local ones).
+- :class:`KanezakiNet`: the network of ISB [1]_ and DFC [2]_; :class:`WNet`: W-Net [3]_.
+  Both are fully convolutional and map a ``(B, C, H, W)`` float tensor to ``(B, K, H, W)``
+  cluster scores.
+
+:func:`build_network` is the one place that turns a model file's metadata (see
+:mod:`core.modelfile`) into a ``torch.nn.Module``; it dispatches once, on
+``metadata["architecture"]``, through :data:`BUILDERS`. Trained weights come from the
+model file.
+
+References
+----------
+.. [1] A. Kanezaki, "Unsupervised image segmentation by backpropagation", IEEE ICASSP,
+   1543-1547, 2018.
+.. [2] W. Kim, A. Kanezaki and M. Tanaka, "Unsupervised learning of image segmentation
+   based on differentiable feature clustering", IEEE Trans. Image Processing 29,
+   8055-8068, 2020.
+.. [3] X. Xia and B. Kulis, "W-Net: a deep model for fully unsupervised image
+   segmentation", arXiv:1711.08506, 2017.
 """
 
 from __future__ import annotations
@@ -11,24 +27,25 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from torch import nn
+
+from .params import ENCODERS
 from .protocol import EngineError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
-
-__all__ = ["ENCODERS", "build_network", "build_unet", "load_encoder_weights"]
-
-#: U-Net encoders offered (segmentation_models_pytorch names), cheapest first.
-ENCODERS: tuple[str, ...] = (
-    "resnet18",
-    "resnet34",
-    "resnet50",
-    "efficientnet-b0",
-    "efficientnet-b2",
-    "mobilenet_v2",
-)
+__all__ = [
+    "BUILDERS",
+    "ENCODERS",
+    "KanezakiNet",
+    "WNet",
+    "build_kanezaki",
+    "build_network",
+    "build_unet",
+    "build_wnet",
+    "load_encoder_weights",
+]
 
 
 def build_unet(*, encoder: str, in_channels: int, classes: int) -> torch.nn.Module:
@@ -80,18 +97,44 @@ def _unet_from_metadata(metadata: Mapping[str, Any]) -> torch.nn.Module:
         ) from None
 
 
-def _unsupervised_from_metadata(metadata: Mapping[str, Any]) -> torch.nn.Module:
-    from .nets import network_from_metadata  # ISB, DFC and W-Net (core/unsupervised.py)
+def _kanezaki_from_metadata(metadata: Mapping[str, Any]) -> torch.nn.Module:
+    args = metadata.get("architecture_args") or {}
+    try:
+        return build_kanezaki(
+            in_channels=int(args["in_channels"]),
+            n_channels=int(args["n_channels"]),
+            n_conv=int(args["n_conv"]),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _garbled(metadata, err) from None
 
-    return network_from_metadata(metadata)
+
+def _wnet_from_metadata(metadata: Mapping[str, Any]) -> torch.nn.Module:
+    args = metadata.get("architecture_args") or {}
+    try:
+        return build_wnet(
+            in_channels=int(args["in_channels"]),
+            n_clusters=int(args["n_clusters"]),
+            hidden=int(args["hidden"]),
+            dropout=float(args.get("dropout", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise _garbled(metadata, err) from None
 
 
-#: Builders by architecture name; other modules add theirs here.
+def _garbled(metadata: Mapping[str, Any], err: Exception) -> EngineError:
+    return EngineError(
+        f"The model's description lacks or garbles the {metadata.get('architecture')} argument "
+        f"{err}; the file is damaged or was not written by LandSeg."
+    )
+
+
+#: Builders by architecture name (the ``architecture`` of a model file's metadata).
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], torch.nn.Module]] = {
     "unet": _unet_from_metadata,
-    "isb": _unsupervised_from_metadata,
-    "dfc": _unsupervised_from_metadata,
-    "wnet": _unsupervised_from_metadata,
+    "isb": _kanezaki_from_metadata,
+    "dfc": _kanezaki_from_metadata,
+    "wnet": _wnet_from_metadata,
 }
 
 
@@ -138,8 +181,6 @@ def load_encoder_weights(network: torch.nn.Module, path: str | os.PathLike[str])
     EngineError
         If the file cannot be read safely or matches none of the encoder's weights.
     """
-    import torch
-
     file = Path(path)
     if not file.is_file():
         raise EngineError(f"Encoder weights file {file} does not exist.")
@@ -159,7 +200,8 @@ def load_encoder_weights(network: torch.nn.Module, path: str | os.PathLike[str])
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise EngineError(f"{file} holds no state_dict (a mapping of names to tensors).")
-    encoder = network.encoder  # type: ignore[attr-defined]
+    encoder = network.encoder
+    assert isinstance(encoder, nn.Module)
     own = encoder.state_dict()
     matched: dict[str, torch.Tensor] = {}
     skipped: list[str] = []
@@ -176,3 +218,185 @@ def load_encoder_weights(network: torch.nn.Module, path: str | os.PathLike[str])
         )
     encoder.load_state_dict(matched, strict=False)
     return skipped
+
+
+class KanezakiNet(nn.Module):
+    """The feature extractor and response head of ISB [1]_ and DFC [2]_.
+
+    ``conv3x3 -> ReLU -> BN`` (``n_conv`` times, the first from the input bands), then a
+    ``1x1 conv -> BN`` head whose ``n_channels`` outputs are the response map; the cluster
+    of a pixel is the argmax over channels. Same layer order as the authors' code (ReLU
+    before batch normalisation; every block has its own convolution and normalisation).
+
+    Parameters
+    ----------
+    in_channels : int
+        Input bands C.
+    n_channels : int
+        Feature and response channels (``nChannel``), the largest number of clusters;
+        100 in the papers.
+    n_conv : int
+        Number of 3x3 convolution blocks (``nConv``); 2 in the papers.
+
+    Notes
+    -----
+    Maps ``(B, C, H, W)`` to ``(B, n_channels, H, W)`` responses; the receptive field is
+    ``2 * n_conv + 1`` pixels.
+    """
+
+    def __init__(self, in_channels: int, *, n_channels: int = 100, n_conv: int = 2) -> None:
+        super().__init__()
+        if in_channels < 1 or n_channels < 2 or n_conv < 1:
+            raise ValueError(
+                f"KanezakiNet needs >= 1 band, >= 2 channels and >= 1 block, not "
+                f"{in_channels}, {n_channels}, {n_conv}."
+            )
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        for index in range(n_conv):
+            source = in_channels if index == 0 else n_channels
+            self.convs.append(nn.Conv2d(source, n_channels, kernel_size=3, padding=1))
+            self.norms.append(nn.BatchNorm2d(n_channels))
+        self.head = nn.Conv2d(n_channels, n_channels, kernel_size=1)
+        self.head_norm = nn.BatchNorm2d(n_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the response map ``(B, n_channels, H, W)``."""
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = norm(torch.relu(conv(x)))
+        return self.head_norm(self.head(x))
+
+
+class _Block(nn.Module):
+    """Two ``conv -> BN -> ReLU -> dropout`` steps; separable convs as in W-Net's modules."""
+
+    def __init__(self, source: int, target: int, *, separable: bool, dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for step in range(2):
+            channels = source if step == 0 else target
+            if separable:
+                layers += [
+                    nn.Conv2d(channels, channels, 3, padding=1, groups=channels),
+                    nn.Conv2d(channels, target, 1),
+                ]
+            else:
+                layers.append(nn.Conv2d(channels, target, 3, padding=1))
+            layers += [nn.BatchNorm2d(target), nn.ReLU(inplace=True)]
+            if dropout > 0:
+                layers.append(nn.Dropout2d(dropout))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class WNetUNet(nn.Module):
+    """The U-shaped half of W-Net [3]_: 4 down and 4 up levels with skip connections.
+
+    Channels ``h, 2h, 4h, 8h`` and ``16h`` at the bottom; max-pooling down,
+    ``ConvTranspose2d`` (stride 2) up; the first and last modules use plain 3x3
+    convolutions, the others depthwise-separable ones, as in the paper.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Input and output channels.
+    hidden : int
+        ``h``, channels of the first level (64 in the paper; LandSeg's default is
+        smaller so that CPU training is practical).
+    dropout : float
+        Channel dropout after every convolution.
+
+    Notes
+    -----
+    Maps ``(B, in, H, W)`` to ``(B, out, H, W)``; H and W must be multiples of 16.
+    """
+
+    LEVELS = 4
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, hidden: int = 16, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        widths = [hidden * 2**level for level in range(self.LEVELS + 1)]
+        self.down = nn.ModuleList()
+        source = in_channels
+        for level, width in enumerate(widths):
+            self.down.append(_Block(source, width, separable=level > 0, dropout=dropout))
+            source = width
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for level in range(self.LEVELS - 1, -1, -1):
+            width = widths[level]
+            self.up.append(
+                nn.ConvTranspose2d(
+                    widths[level + 1], width, 3, stride=2, padding=1, output_padding=1
+                )
+            )
+            self.merge.append(_Block(2 * width, width, separable=level > 0, dropout=dropout))
+        self.out = nn.Conv2d(widths[0], out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map ``(B, in, H, W)`` to ``(B, out, H, W)``."""
+        skips = []
+        for level, block in enumerate(self.down):
+            if level:
+                x = nn.functional.max_pool2d(x, 2)
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for up, merge in zip(self.up, self.merge, strict=True):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.out(x)
+
+
+class WNet(nn.Module):
+    """W-Net [3]_: an encoder U-Net to K soft clusters and a decoder U-Net back to the image.
+
+    ``forward`` returns the encoder's cluster scores ``(B, K, H, W)`` (what inference
+    uses); :meth:`reconstruct` also runs the decoder on ``softmax(scores)``.
+
+    Parameters
+    ----------
+    in_channels : int
+        Input bands C.
+    n_clusters : int
+        K.
+    hidden : int
+        First-level channels of both U-Nets.
+    dropout : float
+        Channel dropout in both U-Nets.
+    """
+
+    def __init__(
+        self, in_channels: int, *, n_clusters: int = 20, hidden: int = 16, dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or n_clusters < 2:
+            raise ValueError(
+                f"W-Net needs >= 1 band and >= 2 clusters, not {in_channels}, {n_clusters}."
+            )
+        self.encoder = WNetUNet(in_channels, n_clusters, hidden=hidden, dropout=dropout)
+        self.decoder = WNetUNet(n_clusters, in_channels, hidden=hidden, dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the encoder's cluster scores (logits)."""
+        return self.encoder(x)
+
+    def reconstruct(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(scores, reconstruction)``; the decoder reads ``softmax(scores)``."""
+        scores = self.encoder(x)
+        return scores, self.decoder(torch.softmax(scores, dim=1))
+
+
+def build_kanezaki(*, in_channels: int, n_channels: int = 100, n_conv: int = 2) -> KanezakiNet:
+    """Build the ISB/DFC network (see :class:`KanezakiNet`)."""
+    return KanezakiNet(in_channels, n_channels=n_channels, n_conv=n_conv)
+
+
+def build_wnet(
+    *, in_channels: int, n_clusters: int = 20, hidden: int = 16, dropout: float = 0.2
+) -> WNet:
+    """Build a W-Net (see :class:`WNet`)."""
+    return WNet(in_channels, n_clusters=n_clusters, hidden=hidden, dropout=dropout)

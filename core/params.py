@@ -12,8 +12,11 @@ the dashed form (``--n-segments``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from .protocol import EngineError
 
 Kind = Literal["int", "float", "bool"]
 
@@ -55,6 +58,48 @@ class Param:
     def option(self) -> str:
         """Command-line option (``--dashed-name``)."""
         return "--" + self.name.replace("_", "-")
+
+
+def validate(
+    method: str, specs: Sequence[Param], params: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """Fill in the defaults of a method's parameters and check their bounds.
+
+    Parameters
+    ----------
+    method : str
+        Command name, for the messages.
+    specs : sequence of Param
+        The method's parameters (e.g. ``SUPERPIXELS["slic"]``).
+    params : mapping, optional
+        Values given by name; the others take their defaults.
+
+    Returns
+    -------
+    dict
+        Every parameter's value by name, in the order of ``specs``.
+
+    Raises
+    ------
+    EngineError
+        On an unknown name or a value out of its bounds (the message names the
+        Processing key and the bound).
+    """
+    values = {p.name: p.default for p in specs}
+    unknown = set(params or {}) - set(values)
+    if unknown:
+        raise EngineError(
+            f"{method} has no parameter {', '.join(sorted(unknown))}; "
+            f"its parameters are {', '.join(values)}."
+        )
+    values.update(params or {})
+    for p in specs:
+        value = values[p.name]
+        if p.minimum is not None and value < p.minimum:
+            raise EngineError(f"{p.key} must be at least {p.minimum:g}, not {value}.")
+        if p.maximum is not None and value > p.maximum:
+            raise EngineError(f"{p.key} must be at most {p.maximum:g}, not {value}.")
+    return values
 
 
 #: Band stretch applied before segmenting; first is the default.
@@ -255,3 +300,30 @@ UNSUPERVISED_COMMON: tuple[Param, ...] = (
     Param("n_tiles", "int", 32, "Dataset mode: tiles sampled from the raster.", 1, 10000, True),
     Param("batch_size", "int", 4, "Dataset mode: tiles per iteration.", 1, 256, True),
 )
+
+#: U-Net encoders offered (segmentation_models_pytorch names), cheapest first.
+ENCODERS: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "efficientnet-b0",
+    "efficientnet-b2",
+    "mobilenet_v2",
+)
+
+#: Defaults of ``trainunet``'s tuning parameters, shared by the CLI, the engine and QGIS.
+#: Chosen so that six 400x400 10-band scenes train in well under 15 minutes on 2 CPU
+#: cores (docs/benchmarks.md, "Supervised U-Net").
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "encoder": "resnet18",
+    "epochs": 40,
+    "batch_size": 8,
+    "learning_rate": 1e-3,
+    "patience": 8,
+    "tile_size": 64,
+    "validation_fraction": 0.2,
+    "seed": 42,
+}
+
+#: Tiles per forward pass of ``predictunet`` (the training batch size by default).
+PREDICT_BATCH_SIZE: int = TRAIN_DEFAULTS["batch_size"]

@@ -59,8 +59,25 @@ class Reporter:
         self._out = out if out is not None else sys.stdout
         self._err = err if err is not None else sys.stderr
         self._last_percent = -1.0
+        self._silent = False
+
+    @classmethod
+    def quiet(cls) -> Reporter:
+        """Make a reporter that says nothing (work whose caller reports for it)."""
+        reporter = cls("text")
+        reporter._silent = True
+        return reporter
+
+    def part(self, start: float, stop: float) -> Reporter:
+        """Make a reporter for one part of the run: its 0-100 % maps to ``start``-``stop``.
+
+        Messages go through unchanged; start, result and error events are dropped.
+        """
+        return _Part(self, start, stop)
 
     def _emit(self, event: dict[str, Any]) -> None:
+        if self._silent:
+            return
         self._out.write(json.dumps(event, default=str) + "\n")
         self._out.flush()
 
@@ -78,6 +95,8 @@ class Reporter:
 
     def progress(self, percent: float) -> None:
         """Report overall progress in percent (0-100); repeated values are dropped."""
+        if self._silent:
+            return
         percent = float(min(max(percent, 0.0), 100.0))
         if percent - self._last_percent < 0.5 and percent < 100.0:
             return
@@ -97,6 +116,8 @@ class Reporter:
         self._log("warning", message)
 
     def _log(self, level: str, message: str) -> None:
+        if self._silent:
+            return
         if self.mode == "json":
             self._emit({"event": "log", "level": level, "message": message})
         else:
@@ -106,6 +127,8 @@ class Reporter:
 
     def result(self, outputs: dict[str, Any]) -> None:
         """Report the outputs of a successful run."""
+        if self._silent:
+            return
         if self.mode == "json":
             self._emit({"event": "result", "outputs": outputs})
         else:
@@ -114,11 +137,31 @@ class Reporter:
 
     def error(self, message: str, *, kind: str = "EngineError") -> None:
         """Report the error that ended the run."""
+        if self._silent:
+            return
         if self.mode == "json":
             self._emit({"event": "error", "kind": kind, "message": message})
         else:
             self._err.write(f"ERROR: {message}\n")
             self._err.flush()
+
+
+class _Part(Reporter):
+    """Progress of one part of a run, mapped into its share of the parent's (:meth:`part`)."""
+
+    def __init__(self, parent: Reporter, start: float, stop: float) -> None:
+        super().__init__(parent.mode)
+        self._silent = True  # nothing of its own: it speaks through the parent
+        self._parent, self._start, self._span = parent, start, stop - start
+
+    def progress(self, percent: float) -> None:
+        self._parent.progress(self._start + self._span * percent / 100.0)
+
+    def info(self, message: str) -> None:
+        self._parent.info(message)
+
+    def warning(self, message: str) -> None:
+        self._parent.warning(message)
 
 
 def parse_event(line: str) -> dict[str, Any] | None:

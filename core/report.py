@@ -192,14 +192,14 @@ def _bars(result: AccuracyResult, labels: list[str], class_colors: Mapping[int, 
     if class_colors:
         ax.tick_params(axis="x", pad=9)
         for i, value in enumerate(result.classes):
-            color = class_colors.get(int(value))
-            if color is not None and is_color_like(color):
+            bar_color = class_colors.get(int(value))
+            if bar_color is not None and is_color_like(bar_color):
                 ax.add_patch(
                     Rectangle(
                         (i - 0.42, -0.045),
                         0.84,
                         0.03,
-                        facecolor=color,
+                        facecolor=bar_color,
                         edgecolor="#555",
                         linewidth=0.5,
                         clip_on=False,

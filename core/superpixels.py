@@ -33,7 +33,7 @@ import numpy as np
 
 from . import _superpixel_kernels as _k
 
-__all__ = ["felzenszwalb", "quickshift", "slic"]
+__all__ = ["felzenszwalb", "quickshift", "slic", "slic_steps"]
 
 _NO_MASK = np.ones((1, 1), dtype=bool)
 
@@ -195,24 +195,81 @@ def slic(
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
         means, weight, low, high, _ = _k.slic_blocks(image, mask, has_mask, s)
+    # scikit-image: v' = (v - low) / (high - low) / compactness and
+    # d = |v'|^2 + |xy|^2 / spacing^2. We keep raw values: d * scale^2.
+    return slic_steps(
+        image,
+        mask,
+        has_mask,
+        step=step,
+        value_range=high - low,
+        compactness=compactness,
+        max_num_iter=max_num_iter,
+        enforce_connectivity=enforce_connectivity,
+        min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor,
+        chunks=_chunks(),
+        sums=(means, weight),
+        n_valid=n_valid,
+    )
+
+
+def slic_steps(
+    image: np.ndarray,
+    mask: np.ndarray,
+    has_mask: bool,
+    *,
+    step: float,
+    value_range: float,
+    compactness: float,
+    max_num_iter: int,
+    enforce_connectivity: bool,
+    min_size_factor: float,
+    max_size_factor: float,
+    chunks: int,
+    sums: tuple[np.ndarray, np.ndarray] | None = None,
+    n_valid: int | None = None,
+) -> np.ndarray:
+    """Run the SLIC body shared by :func:`slic` and :mod:`core.superpixel_blocks`.
+
+    Grid of centres ``step`` pixels apart, k-means with the colour distance scaled by
+    ``value_range`` (1 when not positive), assignment, then connectivity enforcement.
+
+    Parameters
+    ----------
+    image, mask, has_mask
+        Prepared bands ``(C, H, W)`` float32 and valid pixels (``has_mask`` False: all).
+    step, value_range : float
+        Grid step and band value range: the whole raster's in the block-wise path.
+    chunks : int
+        Partial sums of the k-means update; the result depends on it.
+    sums : (means, weight), optional
+        Block sums of ``_superpixel_kernels.slic_blocks`` when already computed.
+    n_valid : int, optional
+        Valid pixels: the mean segment size is then ``n_valid`` over the centres that
+        received samples (in memory); without it ``step**2`` (block-wise).
+    """
+    height, width = image.shape[1:]
+    s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
+    means, weight = sums if sums is not None else _k.slic_blocks(image, mask, has_mask, s)[:2]
     rows = max(round(height / step), 1)
     cols = max(round(width / step), 1)
     spacing = max(height / rows, width / cols)
-    # scikit-image: v' = (v - low) / (high - low) / compactness and
-    # d = |v'|^2 + |xy|^2 / spacing^2. We keep raw values: d * scale^2.
-    value_range = high - low if high > low else 1.0
-    wsp = (value_range * compactness / spacing) ** 2
+    wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
     centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), _chunks()
+        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), chunks
     )
     labels = _k.slic_assign_full(image, mask, has_mask, s, samples, centres, wsp)
     if not enforce_connectivity:
         return _k.relabel_consecutive(labels, rows * cols)
-    n_centres = max(int(np.count_nonzero(np.bincount(samples[samples >= 0].ravel()))), 1)
-    segment_size = n_valid / n_centres
+    if n_valid is None:
+        segment_size = step * step
+    else:
+        n_centres = max(int(np.count_nonzero(np.bincount(samples[samples >= 0].ravel()))), 1)
+        segment_size = n_valid / n_centres
     min_size = int(min_size_factor * segment_size)
     max_size = max(int(max_size_factor * segment_size), 1)
-    return _k.connected_relabel(labels, min_size, max_size, _chunks())
+    return _k.connected_relabel(labels, min_size, max_size, chunks)
 
 
 def quickshift(

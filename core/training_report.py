@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from . import __version__
+from . import __version__, io
 from .classes import ClassInfo
 from .report import _CSS, _card, _fmt, _img, _key_values, _png, matrix_png
 
-__all__ = ["render_training_html"]
+__all__ = ["render_training_html", "write_training_report"]
 
 
 def _curves(history: Sequence[Mapping[str, float]], best_epoch: int) -> str:
@@ -149,3 +151,41 @@ def render_training_html(
 </body>
 </html>
 """
+
+
+def write_training_report(
+    path: str,
+    result: Any,
+    table: list[ClassInfo],
+    train_data: list[dict[str, Any]],
+    dst_model: str,
+    *,
+    encoder: str,
+    epochs: int,
+    summary: dict[str, Any],
+    device: str,
+    overwrite: bool,
+) -> None:
+    """Write the HTML training report (curves, confusion matrix, settings)."""
+    text = render_training_html(
+        history=result.history,
+        best_epoch=result.best_epoch,
+        confusion=result.confusion,
+        classes=table,
+        inputs={"Images": ", ".join(d["path"] for d in train_data), "Model": dst_model},
+        parameters={
+            "Encoder": encoder,
+            "Tile size": summary["tile_size"],
+            "Epochs (max)": epochs,
+            "Batch size": summary["batch_size"],
+            "Learning rate": summary["learning_rate"],
+            "Early-stopping patience": summary["patience"],
+            "Validation": summary["validation"],
+            "Class weighting": summary["class_weighting"],
+            "Augmentation": summary["augment"],
+            "Seed": summary["seed"],
+            "Device": device,
+        },
+    )
+    with io.atomic_output(path, overwrite=overwrite) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")

@@ -4,8 +4,9 @@ Two entry points:
 
 - :func:`segment_polygons` and :func:`write_polygons`: one (multi)polygon per label of an
   in-memory label array (the superpixel pipeline's ``--polygons`` output).
-- :func:`run_vectorize`, the engine command ``vectorize`` behind ``landseg:vectorize``:
-  a classified or segment raster becomes one polygon per connected region, with the class
+- :func:`write_regions`, the science of the ``vectorize`` command
+  (:mod:`core.commands.vectorize`): a classified or segment raster becomes one polygon per
+  connected region, with the class
   value, class name, pixel count and area. The raster is read in strips of rows; each strip
   is labelled into connected regions (:func:`skimage.measure.label`) and traced by GDAL's
   polygonizer (:func:`rasterio.features.shapes`) in pixel coordinates, and regions cut by
@@ -24,13 +25,8 @@ keep sharing their simplified borders without gaps or overlaps.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
-import re
-import time
 import uuid
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,17 +41,18 @@ from rasterio.windows import Window
 from shapely.geometry import MultiPolygon, Polygon, shape
 
 from . import io
-from .classes import ClassInfo, classes_from_json, complete_classes, palette
+from .classes import ClassInfo
 from .protocol import EngineError, Reporter
 
 __all__ = [
     "Region",
+    "atomic_vector",
     "iter_regions",
-    "raster_class_table",
-    "run_vectorize",
+    "map_transform",
     "segment_polygons",
     "sieve",
     "write_polygons",
+    "write_regions",
 ]
 
 #: Pixels per strip (rows = this / width, at least 64 rows).
@@ -447,14 +444,14 @@ def iter_regions(
                 (prev_ids[:-1], top_ids[1:], prev_vals[:-1], top_vals[1:]),
                 (prev_ids[1:], top_ids[:-1], prev_vals[1:], top_vals[:-1]),
             ]
-        links = set()
+        links: set[tuple[int, int]] = set()
         for a, b, va, vb in pairs:
             hit = (a > 0) & (b > 0) & (va == vb)
             if hit.any():
                 links.update(map(tuple, np.unique(np.stack([a[hit], b[hit]], 1), axis=0).tolist()))
         union = _UnionFind()
-        for a, b in links:
-            union.union(a, b)
+        for first, second in links:
+            union.union(first, second)
         for gid in list(union.parent):
             root = union.find(gid)
             if root != gid:
@@ -483,99 +480,6 @@ def iter_regions(
 # --------------------------------------------------------------------------- class tables
 
 
-def _pam_category_names(path: str, band: int) -> dict[int, str]:
-    """Category names of a band from GDAL's PAM sidecar ``<raster>.aux.xml``."""
-    aux = Path(path + ".aux.xml")
-    if not aux.is_file():
-        return {}
-    try:
-        root = ET.parse(aux).getroot()
-    except ET.ParseError:
-        return {}
-    for node in root.iter("PAMRasterBand"):
-        if node.get("band", "1") == str(band):
-            names = node.find("CategoryNames")
-            if names is None:
-                return {}
-            return {
-                i: (c.text or "").strip()
-                for i, c in enumerate(names.findall("Category"))
-                if (c.text or "").strip()
-            }
-    return {}
-
-
-def _qml_entries(path: str) -> tuple[dict[int, str], dict[int, str]]:
-    """Read names and colours of a ``.qml`` sidecar's paletted renderer.
-
-    Labels that are only the value, as on segment rasters, give no name.
-    """
-    qml = Path(path).with_suffix(".qml")
-    if not qml.is_file():
-        return {}, {}
-    try:
-        root = ET.parse(qml).getroot()
-    except ET.ParseError:
-        return {}, {}
-    names: dict[int, str] = {}
-    colors: dict[int, str] = {}
-    for entry in root.iter("paletteEntry"):
-        try:
-            value = int(float(entry.get("value", "")))
-        except ValueError:
-            continue
-        label = (entry.get("label") or "").strip()
-        if label and label != str(value):
-            names[value] = label
-        color = entry.get("color", "")
-        if re.fullmatch(r"#[0-9a-fA-F]{6}", color):
-            colors[value] = color.lower()
-    if not names:  # a segment palette, not a class legend
-        return {}, {}
-    return names, colors
-
-
-def raster_class_table(src: rasterio.DatasetReader, *, band: int = 1) -> list[ClassInfo]:
-    """Class names and colours a raster carries, from every place LandSeg knows.
-
-    In order of precedence: the ``LANDSEG_CLASSES`` JSON metadata tag, a QGIS ``.qml``
-    sidecar with a paletted legend, GDAL category names (the PAM ``.aux.xml``), and the
-    colour table for colours. Values without a name are named ``class <value>``.
-
-    Returns
-    -------
-    list of ClassInfo
-        Empty when the raster carries no class information.
-    """
-    names: dict[int, str] = {}
-    colors: dict[int, str] = {}
-    try:
-        table = src.colormap(band)
-    except ValueError:
-        table = {}
-    for value, rgba in table.items():
-        if value == 0 or rgba[3] == 0:
-            continue
-        if tuple(rgba) == (0, 0, 0, 255) and len(table) == 256:
-            continue  # padding of an 8-bit table
-        colors[int(value)] = "#{:02x}{:02x}{:02x}".format(*rgba[:3])
-    names.update(_pam_category_names(src.name, band))
-    qml_names, qml_colors = _qml_entries(src.name)
-    names.update(qml_names)
-    colors.update(qml_colors)
-    tag = src.tags().get("LANDSEG_CLASSES")
-    if tag:
-        with contextlib.suppress(ValueError, json.JSONDecodeError):
-            for c in classes_from_json(tag):
-                names[c.value] = c.name
-                colors[c.value] = c.color
-    values = sorted(set(names) | set(colors))
-    generated = iter(palette(len(values)))
-    return [
-        ClassInfo(v, names.get(v, f"class {v}"), colors.get(v) or next(generated)) for v in values
-    ]
-
-
 # --------------------------------------------------------------------------- output
 
 
@@ -600,7 +504,7 @@ class _VectorWriter:
         )
         self.count = 0
 
-    def write(self, geoms: Sequence[Any], attrs: dict[str, np.ndarray]) -> None:
+    def write(self, geoms: Sequence[Any] | np.ndarray, attrs: dict[str, np.ndarray]) -> None:
         from pyogrio.raw import write
 
         if not len(geoms):
@@ -692,7 +596,7 @@ def _remove_vector(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _atomic_vector(path: str, *, overwrite: bool) -> Iterator[Path]:
+def atomic_vector(path: str, *, overwrite: bool) -> Iterator[Path]:
     """:func:`core.io.atomic_output` for vector files with sidecars (Shapefile)."""
     final = io.check_output_path(path, overwrite=overwrite)
     tmp = final.with_name(f".{final.stem}.landseg-partial-{uuid.uuid4().hex[:8]}{final.suffix}")
@@ -706,7 +610,7 @@ def _atomic_vector(path: str, *, overwrite: bool) -> Iterator[Path]:
         _remove_vector(tmp)
 
 
-def _map_transform(src: rasterio.DatasetReader) -> Affine:
+def map_transform(src: rasterio.DatasetReader) -> Affine:
     """Return the pixel-to-map transform.
 
     Rasters without georeferencing get QGIS's view of them (x = column, y = -row), so
@@ -738,163 +642,80 @@ def _simplify(geoms: np.ndarray, tolerance: float, *, whole: bool) -> np.ndarray
     return simplified
 
 
-def run_vectorize(
+def write_regions(
+    raster: rasterio.DatasetReader,
+    path: Path,
     *,
-    src: str,
-    dst: str,
-    band: int = 1,
-    connectivity: int = 4,
-    min_pixels: int = 0,
-    min_area: float = 0.0,
-    simplify: float = 0.0,
+    band: int,
+    connectivity: int,
+    min_pixels: int,
+    simplify: float,
+    table: dict[int, ClassInfo],
+    crs_wkt: str | None,
     strip_rows: int | None = None,
-    overwrite: bool = False,
-    reporter: Reporter | None = None,
-) -> dict[str, Any]:
-    """Polygonize a classified or segment raster: one polygon per connected region.
+    reporter: Reporter,
+) -> tuple[int, set[int]]:
+    """Write one polygon per region of ``raster``'s ``band`` (:func:`iter_regions`) to ``path``.
 
-    Parameters
-    ----------
-    src : str
-        Raster whose ``band`` holds class or segment values (integer types, or floats
-        holding integers). Nodata and masked pixels give no polygon.
-    dst : str
-        Vector file; the format follows the extension (GeoPackage ``.gpkg`` recommended,
-        layer ``polygons``; ``.shp``, ``.geojson``, ``.fgb``... any OGR driver).
-    band : int
-        1-based band to vectorize.
-    connectivity : {4, 8}
-        4: regions join through edges; 8: also through corners (then each region is a
-        MultiPolygon whose parts may touch at corners).
-    min_pixels, min_area : int, float
-        Sieve: regions smaller than this many pixels, or than this area in map units²
-        (the larger of the two thresholds), are merged into the neighbour they share the
-        longest border with (:func:`sieve`). 0 keeps every region.
-    simplify : float
-        Simplification tolerance in map units (about the square root of the largest
-        triangle area removed, GEOS's coverage simplification); 0 keeps the pixel edges.
-    strip_rows : int, optional
-        Rows read at a time (memory); by default about 4 Mpx per strip.
-    overwrite : bool
-        Replace an existing output.
-    reporter : Reporter, optional
-        Progress and log sink.
+    Regions are written in batches of :data:`BATCH_REGIONS` with their value, class name
+    (from ``table``), pixel count and area; ``simplify`` > 0 simplifies them.
 
     Returns
     -------
-    dict
-        ``OUTPUT``, ``N_POLYGONS``, ``N_VALUES``, ``KIND`` (``"classes"`` or
-        ``"segments"``) and, for classes, ``CLASSES`` (value, name, colour of each value
-        present).
+    n_polygons : int
+        Polygons written (0: the file is left unfinished; the caller raises).
+    values : set of int
+        Values seen, up to :data:`MAX_RETURNED_CLASSES` + 1 of them.
     """
-    report = reporter or Reporter("text")
-    if connectivity not in (4, 8):
-        raise EngineError(f"Connectivity must be 4 or 8, not {connectivity}.")
-    if min_pixels < 0 or min_area < 0 or simplify < 0:
-        raise EngineError("The sieve size and the simplification tolerance cannot be negative.")
-    io.check_output_path(dst, overwrite=overwrite)
-    if os.path.splitext(dst)[1].lower() in (".tif", ".tiff", ".vrt", ".img", ""):
-        raise EngineError(
-            f"{dst}: the output is a vector file; give a vector extension such as .gpkg, "
-            ".shp, .geojson or .fgb."
-        )
-    started = time.perf_counter()
-    with io.open_raster(src) as raster:
-        if band < 1 or band > raster.count:
-            raise EngineError(
-                f"Band {band} does not exist: the raster has {raster.count} band(s). "
-                f"Choose a band between 1 and {raster.count}."
-            )
-        transform = _map_transform(raster)
-        pixel_area = abs(transform.a * transform.e - transform.b * transform.d)
-        threshold = max(int(min_pixels), math.ceil(min_area / pixel_area) if min_area else 0)
-        crs_wkt = raster.crs.to_wkt() if raster.crs else None
-        table = {c.value: c for c in raster_class_table(raster, band=band)}
-        report.info(
-            f"Input {raster.width} x {raster.height} px, band {band} ({raster.dtypes[band - 1]})"
-            f", {connectivity}-connectivity"
-            + (f", sieve below {threshold} px" if threshold > 1 else "")
-            + (f", simplification {simplify:g} map units" if simplify else "")
-            + (f", {len(table)} named classes" if table else "")
-            + ("" if crs_wkt else ", no georeferencing (pixel coordinates, y up)")
-            + "."
-        )
-        geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
-        values_seen: set[int] = set()
-        n_polygons = 0
-        with _atomic_vector(dst, overwrite=overwrite) as tmp:
-            writer = _VectorWriter(tmp, crs_wkt=crs_wkt, geometry_type=geometry_type)
-            batch: list[Region] = []
-            flushed = False
+    transform = map_transform(raster)
+    geometry_type = "MultiPolygon" if connectivity == 8 else "Polygon"
+    values_seen: set[int] = set()
+    n_polygons = 0
+    writer = _VectorWriter(path, crs_wkt=crs_wkt, geometry_type=geometry_type)
+    batch: list[Region] = []
+    flushed = False
 
-            def flush(last: bool) -> None:
-                nonlocal n_polygons, flushed
-                if not batch:
-                    return
-                geoms = [r.geometry(connectivity) for r in batch]
-                if simplify:
-                    geoms = list(shapely.segmentize(np.asarray(geoms, dtype=object), 1.0))
-                mapped = _to_map(geoms, transform)
-                if simplify:
-                    mapped = _simplify(mapped, simplify, whole=last and not flushed)
-                values = np.array([r.value for r in batch], dtype=np.int64)
-                writer.write(
-                    mapped,
-                    {
-                        "value": values,
-                        "class_name": np.array(
-                            [table[v].name if v in table else "" for v in values.tolist()],
-                            dtype=object,
-                        ),
-                        "pixels": np.array([r.pixels for r in batch], dtype=np.int64),
-                        "area": shapely.area(mapped).astype(np.float64),
-                    },
-                )
-                n_polygons += len(batch)
-                batch.clear()
-                flushed = True
+    def flush(last: bool) -> None:
+        nonlocal n_polygons, flushed
+        if not batch:
+            return
+        geoms = [r.geometry(connectivity) for r in batch]
+        if simplify:
+            geoms = list(shapely.segmentize(np.asarray(geoms, dtype=object), 1.0))
+        mapped = _to_map(geoms, transform)
+        if simplify:
+            mapped = _simplify(mapped, simplify, whole=last and not flushed)
+        values = np.array([r.value for r in batch], dtype=np.int64)
+        writer.write(
+            mapped,
+            {
+                "value": values,
+                "class_name": np.array(
+                    [table[v].name if v in table else "" for v in values.tolist()],
+                    dtype=object,
+                ),
+                "pixels": np.array([r.pixels for r in batch], dtype=np.int64),
+                "area": shapely.area(mapped).astype(np.float64),
+            },
+        )
+        n_polygons += len(batch)
+        batch.clear()
+        flushed = True
 
-            for region in iter_regions(
-                raster,
-                band=band,
-                connectivity=connectivity,
-                min_pixels=threshold,
-                strip_rows=strip_rows,
-                reporter=report,
-            ):
-                batch.append(region)
-                if len(values_seen) <= MAX_RETURNED_CLASSES:
-                    values_seen.add(region.value)
-                if len(batch) >= BATCH_REGIONS:
-                    flush(last=False)
-            flush(last=True)
-            if n_polygons == 0:
-                raise EngineError(
-                    f"{src} gave no polygon: every pixel of band {band} is nodata (or masked)."
-                    " Check the raster's nodata value and the band."
-                )
-            writer.close()
-            report.progress(98)
-    n_values = len(values_seen)
-    many = n_values > MAX_RETURNED_CLASSES
-    kind = "classes" if table or n_values <= MAX_UNNAMED_CLASSES else "segments"
-    elapsed = time.perf_counter() - started
-    report.info(
-        f"{n_polygons:,} polygons of {'over ' + str(MAX_RETURNED_CLASSES) if many else n_values}"
-        f" values in {elapsed:.2f} s; styled as {kind}."
-    )
-    report.progress(100)
-    result: dict[str, Any] = {
-        "OUTPUT": dst,
-        "N_POLYGONS": n_polygons,
-        "N_VALUES": None if many else n_values,
-        "KIND": kind,
-    }
-    if kind == "classes" and not many:
-        known = [table[v] for v in sorted(values_seen) if v in table]
-        result["CLASSES"] = [
-            {"value": c.value, "name": c.name, "color": c.color}
-            for c in complete_classes(values_seen, known)
-            if c.value in values_seen
-        ]
-    return result
+    for region in iter_regions(
+        raster,
+        band=band,
+        connectivity=connectivity,
+        min_pixels=min_pixels,
+        strip_rows=strip_rows,
+        reporter=reporter,
+    ):
+        batch.append(region)
+        if len(values_seen) <= MAX_RETURNED_CLASSES:
+            values_seen.add(region.value)
+        if len(batch) >= BATCH_REGIONS:
+            flush(last=False)
+    flush(last=True)
+    if n_polygons:
+        writer.close()
+    return n_polygons, values_seen

@@ -28,8 +28,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from ...core.networks import ENCODERS
-from ...core.supervised_cli import TRAIN_DEFAULTS
+from ...core.params import ENCODERS, TRAIN_DEFAULTS
 from ..engine import run_engine
 from ..styling import LayerStyler, attach_styler, write_class_style
 from .base import (

@@ -10,8 +10,9 @@ import rasterio
 from rasterio.transform import from_origin
 from rasters import write_tif
 
-from core.accuracy import parse_classes, run_accuracy
+from core.accuracy import parse_classes
 from core.classes import read_raster_classes
+from core.commands.accuracy import run_accuracy
 from core.protocol import EngineError
 
 

@@ -1,4 +1,4 @@
-"""Superpixels of large rasters, block by block (core.blocks through run_superpixels).
+"""Superpixels of large rasters, block by block (core.superpixel_blocks through run_superpixels).
 
 The NC Landsat scene (489 x 443, 5 bands, a 15 % nodata frame) is segmented with blocks of
 128 px (4 x 4 blocks), so every property below is exercised across 6 block borders.
@@ -28,8 +28,8 @@ from rasters import parcels, write_tif
 from scipy import ndimage
 
 from core import superpixels
+from core.commands.superpixels import run_superpixels
 from core.normalize import stretch
-from core.pipeline import run_superpixels
 from core.protocol import EngineError, Reporter
 
 ROOT = Path(__file__).resolve().parents[2]

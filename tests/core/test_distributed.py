@@ -24,16 +24,16 @@ import torch
 from rasterio.transform import from_origin
 from rasters import parcels, write_tif
 
-from core.accuracy import run_accuracy
-from core.blocks import BlockPlan, block_dependencies
+from core.batch import write_vrt
 from core.classes import ClassInfo, classes_to_json
+from core.commands.accuracy import run_accuracy
+from core.commands.superpixels import run_superpixels
+from core.commands.unet import run_predictunet
 from core.distributed import parse_scheduler, plan_region_blocks
 from core.modelfile import save_model
-from core.mosaic import write_vrt
 from core.networks import build_unet
-from core.pipeline import run_superpixels
 from core.protocol import EngineError, Reporter
-from core.supervised import run_predictunet
+from core.superpixel_blocks import BlockPlan, block_dependencies
 
 distributed = pytest.importorskip("distributed")
 

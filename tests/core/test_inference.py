@@ -12,7 +12,8 @@ from rasters import write_tif
 
 from core import inference
 from core.classes import parse_classes, read_raster_classes
-from core.inference import _forward_halving, _Strip, predict_raster, select_device
+from core.device import select_device
+from core.inference import _forward_halving, _Strip, predict_raster
 from core.protocol import EngineError, Reporter
 from core.tiling import make_windows, split, stitch
 

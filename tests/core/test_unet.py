@@ -15,13 +15,14 @@ from rasters import write_tif
 
 from core.augment import augment_batch
 from core.classes import ClassInfo, write_raster_classes
+from core.commands.unet import run_predictunet, run_trainunet
 from core.labels import IGNORED, rasterize_labels, read_labels
 from core.modelfile import load_model, read_metadata
 from core.networks import build_network, build_unet, load_encoder_weights
+from core.params import TRAIN_DEFAULTS
 from core.protocol import EngineError, Reporter
-from core.supervised import run_predictunet, run_trainunet, tile_folder_pairs
-from core.supervised_cli import TRAIN_DEFAULTS
 from core.training import Scene, class_weights, confusion_scores, split_blocks
+from core.training_data import tile_folder_pairs
 
 torch.set_num_threads(2)
 

@@ -20,16 +20,16 @@ import torch
 from rasterio.windows import Window
 from rasters import write_tif
 
+from core.commands.unet import run_predictunet
+from core.commands.unsupervised import run_unsupervised
 from core.modelfile import read_metadata
 from core.ncut import ncut_weights, soft_ncut_loss
 from core.params import UNSUPERVISED, UNSUPERVISED_COMMON
 from core.protocol import EngineError, Reporter
-from core.supervised import run_predictunet
 from core.unsupervised import (
     continuity_loss,
     refine_by_superpixels,
     renumber_by_area,
-    run_unsupervised,
     train_wnet,
 )
 
@@ -343,7 +343,7 @@ def test_all_nodata_raster_is_a_clear_error(mode, tmp_path):
 
 
 def test_failed_run_leaves_no_partial_output(nc, tmp_path, monkeypatch):
-    import core.unsupervised as unsupervised
+    import core.commands.unsupervised as unsupervised
 
     def broken(*args, **kwargs):
         raise EngineError("the mapping failed")

@@ -18,8 +18,9 @@ from rasters import write_tif
 from shapely.geometry import shape
 
 from core.cli import main
+from core.commands.vectorize import run_vectorize
 from core.protocol import EngineError
-from core.vectorize import iter_regions, run_vectorize, sieve
+from core.vectorize import iter_regions, sieve
 
 TRANSFORM = from_origin(630000, 228000, 30, 30)
 

@@ -157,8 +157,8 @@ def write_vrt(
             name.text = path.relative_to(folder).as_posix() if relative else str(path)
             ET.SubElement(source, "SourceBand").text = str(number)
             size = {"xSize": str(info.width), "ySize": str(info.height)}
-            ET.SubElement(source, "SrcRect", xOff="0", yOff="0", **size)
-            ET.SubElement(source, "DstRect", xOff=str(column), yOff=str(row), **size)
+            ET.SubElement(source, "SrcRect", {"xOff": "0", "yOff": "0", **size})
+            ET.SubElement(source, "DstRect", {"xOff": str(column), "yOff": str(row), **size})
             ET.SubElement(source, "NODATA").text = f"{nodata:g}"
     ET.indent(root)
     with io.atomic_output(dst, overwrite=True) as tmp:

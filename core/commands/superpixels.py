@@ -1,42 +1,126 @@
-"""One entry per engine command: read rasters, call the core functions, write outputs.
+"""The ``slic``, ``quickshift`` and ``felzenszwalb`` commands: a raster to superpixels.
 
-Each ``run_*`` function is what one Processing algorithm and one CLI subcommand calls.
-Outputs are written atomically: a failed or cancelled run leaves nothing behind.
+:func:`run_superpixels` reads the raster, stretches its bands, calls the segmenter of
+:mod:`core.superpixels` (or :mod:`core.superpixel_blocks` for rasters larger than a
+block) and writes the segment ids, optionally their mean values and polygons. Outputs
+are written atomically: a failed or cancelled run leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-from affine import Affine
-
-from . import io, normalize
-from .params import (
+from ..params import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_PERCENTILES,
     MAX_IN_MEMORY_PIXELS,
     SEEDED,
     STRETCH_RANGE,
     SUPERPIXELS,
+    validate,
 )
-from .protocol import EngineError, Reporter
-from .segments import mean_image, segment_counts, segment_means
+from ..protocol import EngineError, Reporter
+from ._options import add_bands, add_dask_arguments, add_param, add_seed, add_stretch_arguments
 
-__all__ = ["run_superpixels"]
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from .. import io
+
+__all__ = ["add_commands", "run_superpixels"]
 
 #: Nodata of segment-id rasters (ids start at 1).
 SEGMENT_NODATA = 0
 #: Nodata of mean-colour rasters.
 MEAN_NODATA = -9999.0
 
+#: One line per method, for ``--help``.
+DESCRIPTIONS = {
+    "slic": "SLIC superpixels (Achanta et al. 2012): k-means in colour and image space.",
+    "quickshift": "QuickShift superpixels (Vedaldi & Soatto 2008): mode seeking on a "
+    "density estimate.",
+    "felzenszwalb": "Felzenszwalb-Huttenlocher graph segmentation (2004): merges regions "
+    "whose internal difference is below a size-scaled threshold.",
+}
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``slic``, ``quickshift`` and ``felzenszwalb`` to the CLI's subparsers."""
+    for method, params in SUPERPIXELS.items():
+        sub = commands.add_parser(
+            method, help=DESCRIPTIONS[method], description=DESCRIPTIONS[method]
+        )
+        sub.add_argument("input", help="Input raster (any GDAL format, any band count).")
+        sub.add_argument("output", help="Output segment-id GeoTIFF (int32, nodata 0).")
+        add_bands(sub, help="1-based bands to use (default: all).")
+        add_stretch_arguments(sub, verbose=True)
+        sub.add_argument(
+            "--polygons",
+            default=None,
+            metavar="PATH",
+            help="Also write one polygon per segment (GeoPackage or any OGR format by extension).",
+        )
+        sub.add_argument(
+            "--mean",
+            default=None,
+            metavar="PATH",
+            help="Also write a raster of segment mean values.",
+        )
+        sub.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Replace existing outputs (refused by default).",
+        )
+        sub.add_argument(
+            "--max-pixels",
+            type=int,
+            default=MAX_IN_MEMORY_PIXELS,
+            help="Largest raster whose --polygons are built in memory (default: "
+            f"{MAX_IN_MEMORY_PIXELS:,}); vectorize larger ones with the vectorize command.",
+        )
+        sub.add_argument(
+            "--block-size",
+            type=int,
+            default=DEFAULT_BLOCK_SIZE,
+            metavar="N",
+            help="Rasters with more rows or columns than this are segmented block by block "
+            f"(N x N plus a halo) in bounded memory (default: {DEFAULT_BLOCK_SIZE}).",
+        )
+        add_dask_arguments(sub)
+        add_seed(sub)
+        for param in params:
+            add_param(sub, param)
+        sub.set_defaults(handler=_run, method=method)
+
+
+def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
+    return run_superpixels(
+        args.method,
+        src=args.input,
+        dst=args.output,
+        params={p.name: getattr(args, p.name) for p in SUPERPIXELS[args.method]},
+        bands=args.bands,
+        normalization=args.normalization,
+        percentiles=tuple(args.percentiles),
+        nodata_zero=args.nodata_zero,
+        seed=args.seed,
+        dst_polygons=args.polygons,
+        dst_mean=args.mean,
+        overwrite=args.overwrite,
+        max_pixels=args.max_pixels,
+        block_size=args.block_size,
+        reporter=reporter,
+        dask_scheduler=args.dask_scheduler,
+    )
+
 
 def _segmenter(method: str) -> Any:
-    from . import superpixels  # deferred: compiles numba kernels on first use
+    from .. import superpixels  # deferred: compiles numba kernels on first use
 
     return {
         "slic": superpixels.slic,
@@ -101,7 +185,7 @@ def run_superpixels(
         ``dst_polygons`` are refused (vectorize their ``dst`` with ``landseg:vectorize``).
     block_size : int
         Rasters with more rows or columns than this are segmented block by block, in
-        bounded memory (:mod:`core.blocks`); smaller ones in memory, in one piece.
+        bounded memory (:mod:`core.superpixel_blocks`); smaller ones in memory, in one piece.
     reporter : Reporter, optional
         Progress and log sink.
     dask_scheduler : str, optional
@@ -115,23 +199,12 @@ def run_superpixels(
         ``OUTPUT``, ``N_SEGMENTS`` and, when asked for, ``OUTPUT_POLYGONS`` and
         ``OUTPUT_MEAN``.
     """
+    from .. import io
+
     report = reporter or Reporter("text")
     if method not in SUPERPIXELS:
         raise EngineError(f"Unknown superpixel method {method!r}: use {', '.join(SUPERPIXELS)}.")
-    kwargs = {p.name: p.default for p in SUPERPIXELS[method]}
-    unknown = set(params or {}) - set(kwargs)
-    if unknown:
-        raise EngineError(
-            f"{method} has no parameter {', '.join(sorted(unknown))}; "
-            f"its parameters are {', '.join(kwargs)}."
-        )
-    kwargs.update(params or {})
-    for p in SUPERPIXELS[method]:
-        value = kwargs[p.name]
-        if p.minimum is not None and value < p.minimum:
-            raise EngineError(f"{p.key} must be at least {p.minimum:g}, not {value}.")
-        if p.maximum is not None and value > p.maximum:
-            raise EngineError(f"{p.key} must be at most {p.maximum:g}, not {value}.")
+    kwargs = validate(method, SUPERPIXELS[method], params)
     if method in SEEDED:
         kwargs["seed"] = seed
 
@@ -140,14 +213,7 @@ def run_superpixels(
         outputs.append((dst_polygons, "OUTPUT_POLYGONS"))
     if dst_mean:
         outputs.append((dst_mean, "OUTPUT_MEAN"))
-    for path in (dst, dst_mean):
-        if path and os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
-            raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
-    paths = [os.path.abspath(path) for path, _ in outputs]
-    if len(set(paths)) != len(paths):
-        raise EngineError("Two outputs have the same path; give each output its own file.")
-    for path, _ in outputs:
-        io.check_output_path(path, overwrite=overwrite)
+    io.check_outputs([p for p, _ in outputs], rasters=(dst, dst_mean), overwrite=overwrite)
 
     info = io.inspect_raster(src)
     if dst_polygons and info.pixels > max_pixels:
@@ -181,6 +247,34 @@ def run_superpixels(
     if dask_scheduler:
         report.info("The raster fits in one block: segmented here, without Dask.")
 
+    return _superpixels_in_memory(
+        method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
+        normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
+        overwrite=overwrite, report=report,
+    )  # fmt: skip
+
+
+def _superpixels_in_memory(
+    method: str,
+    *,
+    src: str,
+    info: io.RasterInfo,
+    band_list: list[int],
+    kwargs: dict[str, Any],
+    outputs: list[tuple[str, str]],
+    normalization: str,
+    percentiles: tuple[float, float],
+    nodata_zero: bool,
+    overwrite: bool,
+    report: Reporter,
+) -> dict[str, Any]:
+    """Segment a raster that fits in one block, in memory, and write the outputs."""
+    import numpy as np
+
+    from .. import io, normalize
+    from ..segments import mean_image, segment_means
+
+    keys = {key for _, key in outputs}
     with io.open_raster(src) as raster:
         image, valid = io.read_bands(raster, band_list, nodata_zero=nodata_zero)
     report.progress(10)
@@ -217,9 +311,9 @@ def run_superpixels(
         }
         io.write_raster(tmp["OUTPUT"], labels.astype(np.int32), like=info, nodata=SEGMENT_NODATA)
         report.progress(80)
-        if dst_polygons or dst_mean:
+        if keys & {"OUTPUT_POLYGONS", "OUTPUT_MEAN"}:
             means = segment_means(image, labels, n_segments)
-        if dst_mean:
+        if "OUTPUT_MEAN" in keys:
             io.write_raster(
                 tmp["OUTPUT_MEAN"],
                 mean_image(labels, means, nodata=MEAN_NODATA),
@@ -228,7 +322,7 @@ def run_superpixels(
                 descriptions=[f"mean of band {b}" for b in band_list],
             )
             report.progress(85)
-        if dst_polygons:
+        if "OUTPUT_POLYGONS" in keys:
             _write_segment_polygons(
                 tmp["OUTPUT_POLYGONS"], labels, means, band_list, info, n_segments
             )
@@ -257,7 +351,7 @@ def _superpixels_in_blocks(
 ) -> dict[str, Any]:
     """Run the streamed path of :func:`run_superpixels` (rasters larger than a block)."""
     if dask_scheduler:
-        from .distributed import DaskBlocks, connect
+        from ..distributed import DaskBlocks, connect
 
         with connect(dask_scheduler, reporter=report) as client:
             return _segment_blocks(
@@ -290,7 +384,8 @@ def _segment_blocks(
     executor: Any,
 ) -> dict[str, Any]:
     """Segment block by block, here or with a block executor, and write the outputs."""
-    from .blocks import segment_in_blocks, write_mean_raster
+    from .. import io
+    from ..superpixel_blocks import segment_in_blocks, write_mean_raster
 
     keys = {key for _, key in outputs}
     report.info(f"Segmenting with {method}: " + ", ".join(f"{k}={v}" for k, v in kwargs.items()))
@@ -351,7 +446,11 @@ def _write_segment_polygons(
     info: io.RasterInfo,
     n_segments: int,
 ) -> None:
-    from .vectorize import segment_polygons, write_polygons
+    import numpy as np
+    from affine import Affine
+
+    from ..segments import segment_counts
+    from ..vectorize import segment_polygons, write_polygons
 
     transform = Affine(*info.transform)
     ids, geometries = segment_polygons(labels, transform=transform)

@@ -69,10 +69,10 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from . import _superpixel_kernels as _k
 from . import io, normalize
 from .params import STRETCH_RANGE
 from .protocol import EngineError, Reporter
+from .superpixel_claims import claim_segments, open_edges
 
 __all__ = [
     "SAMPLE_PIXELS",
@@ -239,7 +239,8 @@ class _Scratch:
         out = np.empty((int(window.height), int(window.width)), dtype=np.int32)
         for i, row in enumerate(out):
             self.file.seek(self._offset(window, i))
-            if self.file.readinto(memoryview(row).cast("B")) != row.nbytes:
+            view = memoryview(row).cast("B")  # type: ignore[arg-type]
+            if self.file.readinto(view) != row.nbytes:
                 raise OSError(f"Short read from the scratch file {self.path}.")
         return out
 
@@ -269,34 +270,28 @@ def _slic_window(
 ) -> np.ndarray:
     """SLIC on one window with the global grid step and value range (see ``superpixels.slic``).
 
-    Same kernels and steps as :func:`core.superpixels.slic`; only the step (so the number
+    The SLIC body of :func:`core.superpixels.slic_steps`; only the step (so the number
     of centres), the value scaling and the size limits are the raster's, not the window's.
     ``chunks`` is the number of partial sums of the k-means update (the numba thread
     count by default); the result depends on it, so a distributed run passes the
     client's.
     """
-    from .superpixels import _chunks
+    from .superpixels import _chunks, slic_steps
 
-    n_chunks = int(chunks) if chunks else _chunks()
     has_mask = not bool(mask.all())
-    mask_arg = np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool)
-    height, width = image.shape[1:]
-    s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
-    means, weight, _, _, _ = _k.slic_blocks(image, mask_arg, has_mask, s)
-    rows = max(round(height / step), 1)
-    cols = max(round(width / step), 1)
-    spacing = max(height / rows, width / cols)
-    wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
-    centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), n_chunks
+    return slic_steps(
+        image,
+        np.ascontiguousarray(mask) if has_mask else np.ones((1, 1), dtype=bool),
+        has_mask,
+        step=step,
+        value_range=value_range,
+        compactness=compactness,
+        max_num_iter=max_num_iter,
+        enforce_connectivity=enforce_connectivity,
+        min_size_factor=min_size_factor,
+        max_size_factor=max_size_factor,
+        chunks=int(chunks) if chunks else _chunks(),
     )
-    labels = _k.slic_assign_full(image, mask_arg, has_mask, s, samples, centres, wsp)
-    if not enforce_connectivity:
-        return _k.relabel_consecutive(labels, rows * cols)
-    segment_size = step * step
-    min_size = int(min_size_factor * segment_size)
-    max_size = max(int(max_size_factor * segment_size), 1)
-    return _k.connected_relabel(labels, min_size, max_size, n_chunks)
 
 
 class _Segmenter:
@@ -449,132 +444,6 @@ class BlockExecutor(Protocol):
         """
 
 
-def _open_edges(window: Window, height: int, width: int) -> tuple[bool, bool, bool, bool]:
-    """Which edges of a window (top, bottom, left, right) lie inside the raster."""
-    return (
-        window.row_off > 0,
-        window.row_off + window.height < height,
-        window.col_off > 0,
-        window.col_off + window.width < width,
-    )
-
-
-def _touching(local: np.ndarray, n: int, edges: tuple[bool, bool, bool, bool]) -> np.ndarray:
-    """Which local segments (1..n) touch an open window edge."""
-    touch = np.zeros(n + 1, dtype=bool)
-    for is_open, line in zip(edges, (local[0], local[-1], local[:, 0], local[:, -1]), strict=True):
-        if is_open:
-            touch[line] = True
-    touch[0] = False
-    return touch
-
-
-def _neighbour_pairs(local: np.ndarray, claimed: np.ndarray) -> np.ndarray:
-    """Codes ``local * 2**32 + claimed`` of 4-adjacent (local segment, claimed id) pairs."""
-    codes = []
-    for a, b in (
-        (local[:, :-1], claimed[:, 1:]),
-        (local[:, 1:], claimed[:, :-1]),
-        (local[:-1], claimed[1:]),
-        (local[1:], claimed[:-1]),
-    ):
-        hit = (a > 0) & (b > 0)
-        codes.append((a[hit].astype(np.int64) << 32) | b[hit].astype(np.int64))
-    return np.unique(np.concatenate(codes))
-
-
-def _continuations(
-    local: np.ndarray, hints: np.ndarray, claimed: np.ndarray, sizes: np.ndarray
-) -> np.ndarray:
-    """For each local segment, the id it continues (0: none).
-
-    A local segment continues id ``g`` when more than half of its pixels carry ``g``'s
-    hint and it touches a pixel claimed with ``g``; each ``g`` is continued by at most
-    one local segment (the one with most of its hints).
-    """
-    take = np.zeros(sizes.shape[0], dtype=np.int64)
-    sel = (local > 0) & (hints > 0)
-    if not sel.any():
-        return take
-    codes, counts = np.unique(
-        (local[sel].astype(np.int64) << 32) | hints[sel].astype(np.int64), return_counts=True
-    )
-    segs, ids = codes >> 32, codes & 0xFFFFFFFF
-    ok = 2 * counts > sizes[segs]
-    ok &= np.isin(codes, _neighbour_pairs(local, claimed))
-    segs, ids, counts = segs[ok], ids[ok], counts[ok]
-    order = np.lexsort((-counts, ids))  # by id, most hints first
-    segs, ids = segs[order], ids[order]
-    first = np.ones(ids.shape[0], dtype=bool)
-    first[1:] = ids[1:] != ids[:-1]
-    take[segs[first]] = ids[first]
-    return take
-
-
-def _claim(
-    local: np.ndarray,
-    claimed: np.ndarray,
-    hints: np.ndarray,
-    core: tuple[slice, slice],
-    edges: tuple[bool, bool, bool, bool],
-    next_id: int,
-    *,
-    connectivity: int,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Give raster-wide ids to the local segments this block owns (see the module doc).
-
-    Returns the window's updated labels and hints and the next unused id.
-    """
-    from skimage.measure import label as components
-
-    n = int(local.max())
-    sizes = np.bincount(local.ravel(), minlength=n + 1)
-    in_core = np.bincount(local[core].ravel(), minlength=n + 1) > 0
-    in_core[0] = False
-    touch = _touching(local, n, edges)
-    take = _continuations(local, hints, claimed, sizes)
-    complete = in_core & ~touch
-    open_ = in_core & touch
-
-    ids = np.zeros(n + 1, dtype=np.int64)
-    new = (complete | open_) & (take == 0)
-    ids[new] = next_id + np.arange(int(new.sum()))
-    next_id += int(new.sum())
-    ids[take > 0] = take[take > 0]
-
-    labels = claimed.copy()
-    whole = complete[local]
-    labels[whole] = ids[local[whole]]
-    hints = hints.copy()
-    if open_.any():
-        core_local = local[core]
-        pieces_local = np.where(open_[core_local], core_local, 0)
-        pieces = components(pieces_local, background=0, connectivity=connectivity)
-        m = int(pieces.max())
-        piece_size = np.bincount(pieces.ravel(), minlength=m + 1)
-        piece_seg = np.zeros(m + 1, dtype=np.int64)
-        piece_seg[pieces.ravel()] = pieces_local.ravel()
-        # The largest piece of each open segment keeps its id; the others get new ones.
-        order = np.lexsort((-piece_size[1:], piece_seg[1:])) + 1
-        keep = np.zeros(m + 1, dtype=bool)
-        seg_sorted = piece_seg[order]
-        keep[order[np.r_[True, seg_sorted[1:] != seg_sorted[:-1]]]] = True
-        piece_id = np.zeros(m + 1, dtype=np.int64)
-        piece_id[keep] = ids[piece_seg[keep]]
-        extra = ~keep
-        extra[0] = False
-        piece_id[extra] = next_id + np.arange(int(extra.sum()))
-        next_id += int(extra.sum())
-        core_labels = labels[core]
-        hit = pieces > 0
-        core_labels[hit] = piece_id[pieces[hit]]
-        labels[core] = core_labels
-        # Hints: the open segments' pixels beyond the core, still unclaimed.
-        beyond = open_[local] & (labels == 0)
-        hints[beyond] = ids[local[beyond]]
-    return labels, hints, next_id
-
-
 def segment_in_blocks(
     method: str,
     *,
@@ -689,12 +558,12 @@ def segment_in_blocks(
             core, window = windows[index]
             first = next_id
             if local is not None:
-                labels, hints, next_id = _claim(
+                labels, hints, next_id = claim_segments(
                     local,
                     scratch[0].read(window),
                     scratch[1].read(window),
                     _core_slices(core, window),
-                    _open_edges(window, height, width),
+                    open_edges(window, height, width),
                     next_id,
                     connectivity=connectivity,
                 )
@@ -752,26 +621,6 @@ def _aligned_windows(height: int, width: int, size: int) -> Iterator[Window]:
             yield Window(col0, row0, min(size, width - col0), min(size, height - row0))
 
 
-def _output_profile(info: io.RasterInfo, count: int, dtype: str, nodata: float) -> dict:
-    profile: dict[str, Any] = {
-        **io.GTIFF_OPTIONS,
-        "width": info.width,
-        "height": info.height,
-        "count": count,
-        "dtype": dtype,
-        "nodata": nodata,
-        "transform": rasterio.Affine(*info.transform),
-        "crs": rasterio.crs.CRS.from_wkt(info.crs_wkt) if info.crs_wkt else None,
-    }
-    if dtype.startswith("float"):
-        profile["predictor"] = 3
-    if info.width < 256 or info.height < 256:  # as io.write_raster: strips, not tiles
-        profile.update(tiled=False)
-        for key in ("blockxsize", "blockysize"):
-            profile.pop(key)
-    return profile
-
-
 def _copy_out(
     labels: _Scratch,
     raster: rasterio.DatasetReader,
@@ -790,7 +639,7 @@ def _copy_out(
     """
     counts = np.zeros(n_segments + 1, dtype=np.int64) if want_means else None
     sums = np.zeros((n_segments + 1, len(bands)), dtype=np.float64) if want_means else None
-    profile = _output_profile(info, 1, "int32", 0)
+    profile = io.output_profile(info, count=1, dtype="int32", nodata=0)
     with rasterio.open(dst, "w", **profile) as out:
         for window in _aligned_windows(info.height, info.width, plan.block_size):
             block = labels.read(window)
@@ -826,7 +675,7 @@ def write_mean_raster(
     """Paint each segment of a segment-id raster with its band means, window by window."""
     table = means.astype(np.float32).copy()
     table[0] = nodata
-    profile = _output_profile(info, table.shape[1], "float32", nodata)
+    profile = io.output_profile(info, count=table.shape[1], dtype="float32", nodata=nodata)
     with (
         rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
         rasterio.open(labels_path) as labels,
