@@ -125,7 +125,11 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         )
         self.add_advanced(
             QgsProcessingParameterFile(
-                "PYTHON", self.tr("Base Python interpreter (default: QGIS's)"), optional=True
+                "PYTHON",
+                self.tr("Base Python interpreter (default: QGIS's)"),
+                optional=True,
+                # not the default "*.*", which refuses python3 (no extension)
+                fileFilter="All files (*)",
             )
         )
         self.add_advanced(

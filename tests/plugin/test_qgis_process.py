@@ -67,6 +67,8 @@ def test_list_shows_the_algorithms_under_landseg(qgis_config):
     section = listing.split("LandSeg", 1)[1]
     for alg in ("landseg:slic", "landseg:quickshift", "landseg:felzenszwalb"):
         assert alg in section
+    # hidden from the modeler only: qgis_process list drops algorithms with hiding flags
+    assert "landseg:setupengine" in section
 
 
 def test_help_documents_the_parameters(qgis_config):
