@@ -51,14 +51,26 @@ def portable(model):  # noqa: ANN001, ANN201
 def write_model(model, path: Path) -> bool:  # noqa: ANN001
     """Write a ``.model3`` file that is the same whichever QGIS version writes it.
 
-    As :meth:`QgsProcessingModelAlgorithm.toFile`, without the ``internal_version``
-    newer versions add (see :func:`portable`).
+    As :meth:`QgsProcessingModelAlgorithm.toFile`, without what newer versions add: the
+    ``internal_version`` (see :func:`portable`), empty output group and order, and the
+    step links of output parameters (rebuilt on loading anyway).
     """
     from qgis.core import QgsXmlUtils
     from qgis.PyQt.QtXml import QDomDocument
 
     variant = portable(model).toVariant()
     variant.pop("internal_version", None)
+    # Written by newer versions only, and empty unless set in the modeler.
+    for key in ("outputGroup", "outputOrder"):
+        if not variant.get(key):
+            variant.pop(key, None)
+    # Output parameters are rebuilt from the steps when a model loads; newer versions
+    # also write the links back to their step, which no version reads.
+    for definition in variant.get("parameterDefinitions", {}).values():
+        metadata = definition.get("metadata")
+        if isinstance(metadata, dict):
+            for key in [k for k in metadata if k.startswith("_modelChild")]:
+                del metadata[key]
     doc = QDomDocument("model")
     doc.appendChild(QgsXmlUtils.writeVariant(variant, doc))
     try:

@@ -171,6 +171,8 @@ build() {
 }
 
 mkdir -p "$CACHE"
+# Building takes the lock alone; runs share it (several may run at once, none while the
+# chroot is rebuilt).
 exec 9>"$CACHE/chroot-$RELEASE.lock"
 flock 9
 if [ "$(cat "$ROOT/.landseg-recipe" 2>/dev/null)" != "$RECIPE" ]; then
@@ -178,6 +180,7 @@ if [ "$(cat "$ROOT/.landseg-recipe" 2>/dev/null)" != "$RECIPE" ]; then
 else
   log "reusing $ROOT (recipe $RECIPE)"
 fi
+flock -s 9
 
 # --- Run ------------------------------------------------------------------------------------
 mount_system "$ROOT"
