@@ -288,20 +288,21 @@ from core.cli import main
 
 # Inputs of the dtypes QGIS users give (8-bit and float imagery): the kernels compile
 # for what the engine makes of them, exactly as in a real run.
-folder = Path(tempfile.mkdtemp(prefix="landseg-warm-up-"))
 rng = np.random.default_rng(0)
-for dtype in ("uint8", "float32"):
-    image = (rng.random((3, 48, 56)) * 200).astype(dtype)
-    src = folder / f"{dtype}.tif"
-    with rasterio.open(src, "w", driver="GTiff", width=56, height=48, count=3, dtype=dtype,
-                       crs="EPSG:32617", transform=from_origin(0, 0, 30, 30)) as dst:
-        dst.write(image)
-    for method in ("slic", "felzenszwalb", "quickshift"):
-        out = folder / f"{dtype}-{method}"
-        code = main(["--progress", "json", method, str(src), f"{out}.tif",
-                     "--polygons", f"{out}.gpkg", "--mean", f"{out}-mean.tif"])
-        if code:
-            sys.exit(code)
+with tempfile.TemporaryDirectory(prefix="landseg-warm-up-") as tmp:
+    for dtype in ("uint8", "float32"):
+        image = (rng.random((3, 48, 56)) * 200).astype(dtype)
+        src = Path(tmp) / f"{dtype}.tif"
+        with rasterio.open(src, "w", driver="GTiff", width=56, height=48, count=3,
+                           dtype=dtype, crs="EPSG:32617",
+                           transform=from_origin(0, 0, 30, 30)) as dst:
+            dst.write(image)
+        for method in ("slic", "felzenszwalb", "quickshift"):
+            out = Path(tmp) / f"{dtype}-{method}"
+            code = main(["--progress", "json", method, str(src), f"{out}.tif",
+                         "--polygons", f"{out}.gpkg", "--mean", f"{out}-mean.tif"])
+            if code:
+                sys.exit(code)
 """
 
 
