@@ -216,3 +216,22 @@ def test_setupengine_is_kept_out_of_the_modeler(provider):
     names = {p.name() for p in alg.parameterDefinitions()}
     assert {"ENGINE_DIR", "FORCE", "PYTHON", "EXTRA_INDEX_URL", "REQUIREMENTS"} <= names
     assert {"PROXY", "WHEEL_FOLDER", "OFFLINE"} <= names
+
+
+def test_set_up_takes_qgis_proxy_without_logging_the_password(provider):
+    from landseg.qgis_plugin.algorithms.setup_engine import qgis_proxy
+    from qgis.core import QgsNetworkAccessManager
+    from qgis.PyQt.QtNetwork import QNetworkProxy
+
+    manager = QgsNetworkAccessManager.instance()
+    before = manager.fallbackProxy()
+    proxy = QNetworkProxy(QNetworkProxy.ProxyType.HttpProxy, "proxy.example", 3128, "me", "p@ss")
+    manager.setFallbackProxyAndExcludes(proxy, [], [])
+    try:
+        url, shown = qgis_proxy()
+    finally:
+        manager.setFallbackProxyAndExcludes(before, [], [])
+    assert url == "http://me:p%40ss@proxy.example:3128"
+    assert shown == "http://me:***@proxy.example:3128"
+    if before.type() != QNetworkProxy.ProxyType.HttpProxy:
+        assert qgis_proxy() == ("", "")
