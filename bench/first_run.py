@@ -15,6 +15,7 @@ Set-up is not redone (it downloads gigabytes): the engine environment is shared 
 folder that links to it, with its own empty ``numba-cache``, exactly where set-up puts it.
 
 Run: ``python bench/first_run.py [--engine-python PY] [--image TIF] [--runs 3] [--json PATH]``
+(default ``bench/results/first_run.json``)
 with any Python 3.11+ (standard library only).
 """
 
@@ -90,7 +91,7 @@ def main() -> int:
         "--image", type=Path, default=ROOT / "data" / "nc-landsat7" / "landsat_multiband.tif"
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "first_run.json")
     args = parser.parse_args()
     if not args.image.exists():
         parser.error(f"{args.image} does not exist: run `make data`.")
@@ -119,6 +120,7 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0
 
