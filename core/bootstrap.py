@@ -279,12 +279,21 @@ def _write_launcher(venv_dir: Path) -> Path:
 
 
 _WARM_UP = """
-import sys, tempfile
+import runpy, sys, tempfile
 from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
-from core.cli import main
+
+
+def main(args):  # `python -m core ARGS`, the command the plugin runs, in this process
+    sys.argv = ["core", *args]
+    try:
+        runpy.run_module("core", run_name="__main__", alter_sys=True)
+    except SystemExit as stop:
+        return stop.code
+    return 0
+
 
 # Inputs of the dtypes QGIS users give (8-bit and float imagery): the kernels compile
 # for what the engine makes of them, exactly as in a real run.
