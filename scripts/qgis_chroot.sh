@@ -174,13 +174,14 @@ mkdir -p "$CACHE"
 # Building takes the lock alone; runs share it (several may run at once, none while the
 # chroot is rebuilt).
 exec 9>"$CACHE/chroot-$RELEASE.lock"
-flock 9
-if [ "$(cat "$ROOT/.landseg-recipe" 2>/dev/null)" != "$RECIPE" ]; then
-  build
-else
-  log "reusing $ROOT (recipe $RECIPE)"
-fi
+current() { [ "$(cat "$ROOT/.landseg-recipe" 2>/dev/null)" = "$RECIPE" ]; }
 flock -s 9
+if ! current; then
+  flock -u 9 && flock 9  # alone: wait for the runs in progress
+  current || build
+  flock -s 9
+fi
+log "using $ROOT (recipe $RECIPE)"
 
 # --- Run ------------------------------------------------------------------------------------
 mount_system "$ROOT"
