@@ -13,6 +13,9 @@ QGIS_CONFIG  ?= $(HOME)/.local/share/QGIS/QGIS3
 PROFILE      ?= default
 PLUGIN_DIR   := $(QGIS_CONFIG)/profiles/$(PROFILE)/python/plugins/$(PLUGIN)
 QGIS_PROCESS := qgis_process.bin
+# Another Debian release's QGIS (trixie: 3.40 LTR, forky: 3.44) in a cached chroot:
+# `make test QGIS_RELEASE=trixie` runs the target there (scripts/qgis_chroot.sh).
+QGIS_RELEASE ?=
 SUDO         := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-pip xvfb xauth
 
@@ -61,6 +64,7 @@ deploy: package  ## Install the plugin into a QGIS profile (PROFILE, QGIS_CONFIG
 	  QGIS_CUSTOM_CONFIG_PATH=$(QGIS_CONFIG) $(QGIS_PROCESS) plugins 2>/dev/null | grep -q '^\* $(PLUGIN)$$'
 	@echo "Installed into $(PLUGIN_DIR) and enabled."
 
+ifeq ($(QGIS_RELEASE),)
 test: setup data  ## Run every test (core tests, then plugin tests in real QGIS)
 	$(MAKE) test-core
 	$(MAKE) test-qgis
@@ -68,8 +72,19 @@ test: setup data  ## Run every test (core tests, then plugin tests in real QGIS)
 test-core:  ## Engine tests (no QGIS)
 	$(ENGINE_PY) -m pytest tests/core -p no:cacheprovider -q
 
-test-qgis:  ## Plugin tests inside headless QGIS (pytest-qgis) and through qgis_process
+test-qgis:  ## Plugin tests inside headless QGIS (QGIS_RELEASE=trixie|forky: in a chroot)
 	PYTHONPATH=/usr/share/qgis/python/plugins $(TEST_PY) -m pytest tests/plugin -p no:cacheprovider -q
+else
+test:
+	scripts/qgis_chroot.sh $(QGIS_RELEASE) make test
+
+test-core:
+	scripts/qgis_chroot.sh $(QGIS_RELEASE) make test-core
+
+# The plugin tests need the engine venv and the test venv of that release's Python.
+test-qgis:
+	scripts/qgis_chroot.sh $(QGIS_RELEASE) make setup data test-qgis
+endif
 
 lint:  ## ruff check + format check + mypy on the engine (core/)
 	$(ENGINE_VENV)/bin/ruff check . && $(ENGINE_VENV)/bin/ruff format --check .

@@ -39,6 +39,10 @@ SETUP_HINT = (
     f"interpreter (or the environment variable {ENV_VAR}) to a Python that has the packages "
     "of requirements/engine.txt."
 )
+STALE_MESSAGE = (
+    "The engine is out of date: run Set up the engine (LandSeg > Setup > Set up the engine, "
+    "landseg:setupengine) once."
+)
 
 
 def add_settings(provider: Any) -> None:
@@ -89,26 +93,50 @@ def engine_python() -> tuple[str, str]:
     return str(bootstrap.engine_python(bootstrap.default_venv_dir())), "default location"
 
 
+def engine_folder(python: str) -> Path | None:
+    """Return the LandSeg environment an interpreter belongs to (None for another Python)."""
+    folder = Path(python).parent.parent  # <venv>/bin/python or <venv>/Scripts/python.exe
+    return folder if (folder / bootstrap.STAMP_NAME).is_file() else None
+
+
 def check_engine() -> str:
-    """Return the engine interpreter, or raise with instructions if there is none."""
+    """Return the engine interpreter, or raise with instructions if it is missing or stale.
+
+    An environment made by set-up records the pins it installed; when this plugin version
+    needs others (an upgrade changed ``requirements/engine.txt``), running it would fail
+    somewhere deep inside, so every algorithm stops first and says to run set-up again.
+    Interpreters not made by set-up (the setting or the environment variable pointing
+    elsewhere) are the user's to keep up to date.
+    """
     python, origin = engine_python()
     if not Path(python).is_file():
         raise QgsProcessingException(
             f"The LandSeg engine is not set up: no Python interpreter at {python} ({origin}). "
             + SETUP_HINT
         )
+    folder = engine_folder(python)
+    if folder is not None:
+        reason = bootstrap.stale_reason(folder)
+        if reason:
+            raise QgsProcessingException(
+                f"{STALE_MESSAGE} {reason} It updates the environment in place; "
+                "until then LandSeg's algorithms do not run."
+            )
     return python
 
 
-def engine_environment() -> dict[str, str]:
-    """Environment for the engine process: QGIS's Python settings removed."""
-    env = dict(os.environ)
-    for key in ("PYTHONHOME", "PYTHONPATH", "PYTHONSTARTUP", "VIRTUAL_ENV", "QGIS_PREFIX_PATH"):
-        env.pop(key, None)
+def engine_environment(python: str | None = None) -> dict[str, str]:
+    """Environment for the engine process.
+
+    QGIS's own Python, GDAL and PROJ variables (``bootstrap.QGIS_VARIABLES``) are
+    removed: the engine's packages bring their own. numba caches its compiled kernels in
+    the engine environment's folder (warmed at set-up), not in the plugin folder.
+    """
+    env = bootstrap.clean_environment()
     env["PYTHONPATH"] = str(PLUGIN_ROOT)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    env["PYTHONNOUSERSITE"] = "1"
+    folder = engine_folder(python) if python else None
+    if folder is not None:
+        env.setdefault("NUMBA_CACHE_DIR", str(bootstrap.numba_cache_dir(folder)))
     return env
 
 
@@ -125,6 +153,7 @@ def run_engine(
     python: str | None = None,
     module: str = "core",
     outputs: Sequence[str] = (),
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one engine command and return its outputs.
 
@@ -140,6 +169,8 @@ def run_engine(
         Module to run (``core``, or ``core.bootstrap`` for the set-up).
     outputs : sequence of str
         Output paths: after a cancel or crash their partial files are removed.
+    env : dict, optional
+        Extra environment variables (kept out of the logged command line).
 
     Raises
     ------
@@ -161,7 +192,7 @@ def run_engine(
             encoding="utf-8",
             errors="replace",
             cwd=str(PLUGIN_ROOT),
-            env=engine_environment(),
+            env={**engine_environment(interpreter), **(env or {})},
             creationflags=creationflags,
         )
     except OSError as err:
@@ -169,9 +200,26 @@ def run_engine(
             f"Could not start the LandSeg engine {interpreter}: {err}. " + SETUP_HINT
         ) from None
 
+    with proc:  # closes the pipes, however the run ends
+        try:
+            return _follow(proc, feedback, outputs)
+        except BaseException:
+            if proc.poll() is None:
+                _stop(proc)
+            raise
+
+
+def _follow(
+    proc: subprocess.Popen[str], feedback: QgsProcessingFeedback, outputs: Sequence[str]
+) -> dict[str, Any]:
+    """Relay a running engine's events to the feedback; return its outputs."""
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
-    for stream, name in ((proc.stdout, "out"), (proc.stderr, "err")):
-        threading.Thread(target=_reader, args=(stream, lines, name), daemon=True).start()
+    readers = [
+        threading.Thread(target=_reader, args=(stream, lines, name), daemon=True)
+        for stream, name in ((proc.stdout, "out"), (proc.stderr, "err"))
+    ]
+    for reader in readers:
+        reader.start()
 
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
@@ -214,6 +262,8 @@ def run_engine(
         elif kind == "error":
             error = event
     returncode = proc.wait()
+    for reader in readers:
+        reader.join(timeout=5)
     if cancelled or feedback.isCanceled():
         remove_partial_outputs(outputs)
         raise QgsProcessingException("Cancelled; no output was written.")

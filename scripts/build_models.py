@@ -4,6 +4,12 @@ The ``.model3`` files are generated, not hand-written, so that they always match
 algorithms' parameters. Run with QGIS's Python (``make models``); the provider loads
 every ``resources/models/*.model3`` into the toolbox group "Example models".
 A model is built only when all of its algorithms exist.
+
+The files are the same on every QGIS version (:func:`write_model`): since QGIS 3.26 a new
+model names its outputs after their descriptions (``polygons`` instead of
+``vectorize:Polygons``), which would rename the outputs users and the README call them by.
+A model file without an ``internal_version`` keeps the ``child:output`` names on every
+version, as models saved by QGIS before 3.26 do.
 """
 
 from __future__ import annotations
@@ -27,6 +33,51 @@ def _register_plugin() -> None:
     module = importlib.util.module_from_spec(spec)
     sys.modules["landseg"] = module
     spec.loader.exec_module(module)
+
+
+def portable(model):  # noqa: ANN001, ANN201
+    """Return ``model`` with its outputs named ``child_id:output`` on every QGIS version.
+
+    QGIS 3.26+ gives models it creates the internal version 2 (outputs named after their
+    descriptions); a model loaded without ``internal_version`` has version 1, the naming
+    of QGIS 3.22. The model is reloaded from its own definition without that key.
+    """
+    variant = model.toVariant()
+    if variant.pop("internal_version", None) is not None:
+        model.loadVariant(variant)
+    return model
+
+
+def write_model(model, path: Path) -> bool:  # noqa: ANN001
+    """Write a ``.model3`` file that is the same whichever QGIS version writes it.
+
+    As :meth:`QgsProcessingModelAlgorithm.toFile`, without what newer versions add: the
+    ``internal_version`` (see :func:`portable`), empty output group and order, and the
+    step links of output parameters (rebuilt on loading anyway).
+    """
+    from qgis.core import QgsXmlUtils
+    from qgis.PyQt.QtXml import QDomDocument
+
+    variant = portable(model).toVariant()
+    variant.pop("internal_version", None)
+    # Written by newer versions only, and empty unless set in the modeler.
+    for key in ("outputGroup", "outputOrder"):
+        if not variant.get(key):
+            variant.pop(key, None)
+    # Output parameters are rebuilt from the steps when a model loads; newer versions
+    # also write the links back to their step, which no version reads.
+    for definition in variant.get("parameterDefinitions", {}).values():
+        metadata = definition.get("metadata")
+        if isinstance(metadata, dict):
+            for key in [k for k in metadata if k.startswith("_modelChild")]:
+                del metadata[key]
+    doc = QDomDocument("model")
+    doc.appendChild(QgsXmlUtils.writeVariant(variant, doc))
+    try:
+        Path(path).write_text(doc.toString(2), encoding="utf-8")
+    except OSError:
+        return False
+    return True
 
 
 def _param(model, definition) -> None:  # noqa: ANN001
@@ -282,7 +333,7 @@ def main() -> int:
             continue
         model = build()
         path = args.out / f"{stem}.model3"
-        if not model.toFile(str(path)):
+        if not write_model(model, path):
             print(f"cannot write {path}", file=sys.stderr)
             return 1
         print(f"wrote {path} (id landseg:{model.name()})")

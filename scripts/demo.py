@@ -210,6 +210,15 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     from qgis.PyQt.QtCore import QSize, Qt
     from qgis.PyQt.QtGui import QColor, QFont, QImage, QPainter
 
+    # Scoped enums (Qt6, QGIS 4) that QGIS 3.22's Qt5 also has.
+    stretch = QgsContrastEnhancement.ContrastEnhancementAlgorithm.StretchToMinimumMaximum
+    try:
+        from qgis.core import Qgis
+
+        cumulative_cut = Qgis.RasterRangeLimit.CumulativeCut
+    except AttributeError:
+        cumulative_cut = QgsRasterMinMaxOrigin.Limits.CumulativeCut
+
     app = QgsApplication([], False)
     app.initQgis()
     _import_plugin()
@@ -220,9 +229,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     rgb = QgsRasterLayer(str(scene), "Landsat 7 natural colour (bands 3, 2, 1)")
     renderer = QgsMultiBandColorRenderer(rgb.dataProvider(), 3, 2, 1)
     rgb.setRenderer(renderer)
-    rgb.setContrastEnhancement(
-        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
-    )
+    rgb.setContrastEnhancement(stretch, cumulative_cut)
     names = {
         "nc_slic": "SLIC segments",
         "nc_quickshift": "QuickShift segments",
@@ -252,9 +259,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     style_outlines(polygons)
     mean = QgsRasterLayer(results["nc_slic"]["OUTPUT_MEAN"], "SLIC segment means")
     mean.setRenderer(QgsMultiBandColorRenderer(mean.dataProvider(), 3, 2, 1))
-    mean.setContrastEnhancement(
-        QgsContrastEnhancement.StretchToMinimumMaximum, QgsRasterMinMaxOrigin.CumulativeCut
-    )
+    mean.setContrastEnhancement(stretch, cumulative_cut)
     errors = QgsRasterLayer(
         results["nc_slic"]["accuracy"]["errors"], "SLIC accuracy: correct / wrong pixels"
     )
@@ -326,7 +331,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     size = QSize(489, 443)
     rows = (len(panels) + 1) // 2
     sheet = QImage(
-        size.width() * 2 + 30, size.height() * rows + 40 * rows + 10, QImage.Format_ARGB32
+        size.width() * 2 + 30, size.height() * rows + 40 * rows + 10, QImage.Format.Format_ARGB32
     )
     sheet.fill(QColor("white"))
     painter = QPainter(sheet)

@@ -7,8 +7,11 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from qgis.core import (
+    QgsApplication,
+    QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -22,6 +25,34 @@ from qgis.core import (
 from ...core import bootstrap
 from ..engine import run_engine, set_engine_python
 from .base import FOLDER, LandSegAlgorithm
+
+try:  # scoped enum (QGIS 3.36+, QGIS 4), else the 3.22 name
+    from qgis.core import Qgis
+
+    HIDE_FROM_MODELER = Qgis.ProcessingAlgorithmFlag.HideFromModeler
+except AttributeError:
+    HIDE_FROM_MODELER = QgsProcessingAlgorithm.FlagHideFromModeler
+
+
+def qgis_proxy() -> tuple[str, str]:
+    """Return QGIS's HTTP proxy as a pip proxy URL, and the same without the password.
+
+    From Settings > Options > Network (empty when no HTTP proxy is set there: pip then
+    uses the system's, ``HTTPS_PROXY`` and its own configuration).
+    """
+    from qgis.core import QgsNetworkAccessManager
+    from qgis.PyQt.QtNetwork import QNetworkProxy
+
+    proxy = QgsNetworkAccessManager.instance().fallbackProxy()
+    http = (QNetworkProxy.ProxyType.HttpProxy, QNetworkProxy.ProxyType.HttpCachingProxy)
+    if proxy.type() not in http or not proxy.hostName():
+        return "", ""
+    address = f"{proxy.hostName()}:{proxy.port()}"
+    if not proxy.user():
+        return f"http://{address}", f"http://{address}"
+    user = quote(proxy.user(), safe="")
+    password = quote(proxy.password(), safe="")
+    return f"http://{user}:{password}@{address}", f"http://{user}:***@{address}"
 
 
 def find_base_python() -> str:
@@ -50,8 +81,9 @@ def find_base_python() -> str:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     raise QgsProcessingException(
-        "No Python interpreter found to create the engine environment. Install Python 3.10 "
-        "or newer and give it in the PYTHON parameter."
+        "No Python interpreter found to create the engine environment. Install Python "
+        f"{'.'.join(map(str, bootstrap.MIN_PYTHON))} or newer and give it in the advanced "
+        "parameter 'Base Python interpreter' (PYTHON)."
     )
 
 
@@ -63,8 +95,17 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
     group_id = "setup"
 
     def flags(self) -> Any:
-        """Not for the modeler: it installs software."""
-        return super().flags() | self.FlagHideFromModeler
+        """Not for the modeler (it installs software), but listed by ``qgis_process list``.
+
+        ``qgis_process list`` leaves out every algorithm with a hiding flag (it tests the
+        flags against ``Deprecated``, which is HideFromToolbox | HideFromModeler), and it
+        has no modeler: there, the flag is not set.
+        """
+        flags = super().flags()
+        app = QgsApplication.instance()
+        if app is not None and app.platform() == "qgis_process":
+            return flags
+        return flags | HIDE_FROM_MODELER
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare the parameters: where, with which Python, and what to install."""
@@ -84,7 +125,11 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         )
         self.add_advanced(
             QgsProcessingParameterFile(
-                "PYTHON", self.tr("Base Python interpreter (default: QGIS's)"), optional=True
+                "PYTHON",
+                self.tr("Base Python interpreter (default: QGIS's)"),
+                optional=True,
+                # not the default "*.*", which refuses python3 (no extension)
+                fileFilter="All files (*)",
             )
         )
         self.add_advanced(
@@ -92,6 +137,28 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
                 "EXTRA_INDEX_URL",
                 self.tr("Extra package index (e.g. PyTorch's CUDA wheels on Windows)"),
                 optional=True,
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterString(
+                "PROXY",
+                self.tr("HTTP proxy for pip, [user:password@]host:port (default: QGIS's)"),
+                optional=True,
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterFile(
+                "WHEEL_FOLDER",
+                self.tr("Local folder of wheels to install from first"),
+                behavior=FOLDER,
+                optional=True,
+            )
+        )
+        self.add_advanced(
+            QgsProcessingParameterBoolean(
+                "OFFLINE",
+                self.tr("Install from the wheel folder only (no network)"),
+                defaultValue=False,
             )
         )
         self.add_advanced(
@@ -127,7 +194,21 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         index = self.parameterAsString(parameters, "EXTRA_INDEX_URL", context)
         if index:
             args += ["--extra-index-url", index]
-        result = run_engine(args, feedback, python=python, module="core.bootstrap")
+        wheels = self.parameterAsFile(parameters, "WHEEL_FOLDER", context)
+        if wheels:
+            args += ["--find-links", wheels]
+        if self.parameterAsBoolean(parameters, "OFFLINE", context):
+            args.append("--offline")
+        # The proxy goes through the environment, so its password stays out of the log.
+        env = {}
+        proxy = (self.parameterAsString(parameters, "PROXY", context) or "").strip()
+        shown = proxy.split("@")[-1] if proxy else ""
+        if not proxy:
+            proxy, shown = qgis_proxy()
+        if proxy:
+            env["PIP_PROXY"] = proxy
+            feedback.pushInfo(self.tr(f"pip uses the proxy {shown}."))
+        result = run_engine(args, feedback, python=python, module="core.bootstrap", env=env)
         engine = str(result["ENGINE_PYTHON"])
         if Path(folder) != bootstrap.default_venv_dir():
             set_engine_python(engine)

@@ -133,7 +133,7 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         for index, feature in enumerate(layer.getFeatures()):
             if feedback.isCanceled():
                 break
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
             if index % 1000 == 0:
                 feedback.setProgress(100.0 * index / total)
         del layer

@@ -550,7 +550,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
         for feature in layer.getFeatures():
             if feedback.isCanceled():
                 break
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del layer
         for suffix in ("", "-wal", "-shm"):
             if os.path.exists(path + suffix):

@@ -317,7 +317,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 QgsVectorFileWriter.writeAsVectorFormatV2
             )
             error = write(layer, path, context.transformContext(), options)
-            if error[0] != QgsVectorFileWriter.NoError:
+            if error[0] != QgsVectorFileWriter.WriterError.NoError:
                 raise QgsProcessingException(f"Cannot save the scribbles: {error[1]}")
         return ["--scribbles", path, "--scribble-field", field]
 
