@@ -61,6 +61,8 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
     algorithm_id = "setupengine"
     display_name = "Set up the engine"
     group_id = "setup"
+    short_description = "Create LandSeg's Python environment (PyTorch etc.); run once."
+    keywords = ("install", "setup", "environment", "engine", "PyTorch", "GPU", "CUDA")
 
     def flags(self) -> Any:
         """Not for the modeler: it installs software."""
@@ -84,15 +86,19 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         )
         self.add_advanced(
             QgsProcessingParameterFile(
-                "PYTHON", self.tr("Base Python interpreter (default: QGIS's)"), optional=True
+                "PYTHON", self.tr("Base Python interpreter"), optional=True
             )
         )
+        self.parameterDefinition("PYTHON").setHelp(self.tr("Empty: QGIS's own Python."))
         self.add_advanced(
             QgsProcessingParameterString(
                 "EXTRA_INDEX_URL",
-                self.tr("Extra package index (e.g. PyTorch's CUDA wheels on Windows)"),
+                self.tr("Extra package index"),
                 optional=True,
             )
+        )
+        self.parameterDefinition("EXTRA_INDEX_URL").setHelp(
+            self.tr("An extra pip index URL, e.g. PyTorch's CUDA wheels on Windows.")
         )
         self.add_advanced(
             QgsProcessingParameterFile(
