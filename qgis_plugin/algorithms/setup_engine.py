@@ -85,9 +85,7 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
             )
         )
         self.add_advanced(
-            QgsProcessingParameterFile(
-                "PYTHON", self.tr("Base Python interpreter"), optional=True
-            )
+            QgsProcessingParameterFile("PYTHON", self.tr("Base Python interpreter"), optional=True)
         )
         self.parameterDefinition("PYTHON").setHelp(self.tr("Empty: QGIS's own Python."))
         self.add_advanced(
