@@ -127,7 +127,9 @@ def unet_workflow():  # noqa: ANN201
             "ALG_DESC": "Trains a U-Net (landseg:trainunet) on images with partial labels, "
             "classifies the first image with it (landseg:predictunet), scores the map "
             "against a reference raster (landseg:accuracy) and turns it into polygons "
-            "(landseg:vectorize).",
+            "(landseg:vectorize). Like every model, it runs on QGIS's main thread: the "
+            "desktop does not respond while the U-Net trains (minutes). To keep QGIS "
+            "responsive, run Train U-Net from the toolbox, or this model with qgis_process.",
             "ALG_CREATOR": "LandSeg",
         }
     )

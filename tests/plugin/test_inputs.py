@@ -238,7 +238,11 @@ def test_extent_outside_the_raster_is_refused(run, tmp_path):
     with pytest.raises(QgsProcessingException, match="does not overlap"):
         run(
             "landseg:slic",
-            {"INPUT": str(src), "EXTENT": "0,10,0,10 [EPSG:32119]", "OUTPUT": str(tmp_path / "o.tif")},
+            {
+                "INPUT": str(src),
+                "EXTENT": "0,10,0,10 [EPSG:32119]",
+                "OUTPUT": str(tmp_path / "o.tif"),
+            },
         )
     assert not (tmp_path / "o.tif").exists()
 
@@ -315,21 +319,25 @@ def no_engine(monkeypatch, tmp_path):
         ("trainunet", {"TILE_FOLDER": "{tmp}", "VALIDATION_INPUT": "{img}"}, "VALIDATION_LABELS"),
         ("slic", {"INPUT": "{img}", "BANDS": [1, 5]}, "Band 5 does not exist"),
         ("slic", {"INPUT": "{img}", "OUTPUT": "{tmp}/seg.png"}, r"\.tif"),
-        ("slic", {"INPUT": "{img}", "OUTPUT": "{tmp}/a.tif", "OUTPUT_MEAN": "{tmp}/a.tif"}, "same file"),
+        ("slic", {"INPUT": "{img}", "OUTPUT": "{tmp}/a.tif", "OUTPUT_MEAN": "{tmp}/a.tif"},
+         "same file"),
         ("slic", {"INPUT": "{img}", "OUTPUT": "{img}"}, "overwrite the input"),
         ("accuracy", {"PREDICTION": "{cls}"}, "either a reference"),
-        ("accuracy", {"PREDICTION": "{cls}", "REFERENCE": "{cls}", "IGNORE_VALUE": "0,x"}, "not a number"),
+        ("accuracy", {"PREDICTION": "{cls}", "REFERENCE": "{cls}", "IGNORE_VALUE": "0,x"},
+         "not a number"),
         ("accuracy", {"PREDICTION": "{cls}", "REFERENCE_POLYGONS": "{gpkg}"}, "CLASS_FIELD"),
-        ("predictunet", {"MODEL": "{tmp}/m.safetensors", "INPUT": "{img}", "INPUTS": ["{img}"]}, "only one"),
-        ("predictunet", {"MODEL": "{tmp}/m.safetensors", "INPUTS": ["{img}"], "EXTENT": "0,1,0,1"}, "EXTENT"),
-        ("predictunet", {"MODEL": "{tmp}/m.safetensors", "INPUTS": ["{img}"], "OUTPUT_MOSAIC": "{tmp}/m.tif"}, r"\.vrt"),
+        ("predictunet", {"INPUT": "{img}", "INPUTS": ["{img}"]}, "only one"),
+        ("predictunet", {"INPUTS": ["{img}"], "EXTENT": "0,1,0,1"}, "EXTENT"),
+        ("predictunet", {"INPUTS": ["{img}"], "OUTPUT_MOSAIC": "{tmp}/m.tif"}, r"\.vrt"),
         ("dfc", {"INPUT": "{img}", "SCRIBBLES": "{gpkg}"}, "SCRIBBLE_FIELD"),
         ("dfc", {"INPUT": "{img}", "REFERENCE_CLASSES": "a:b"}, "integer"),
         ("vectorize", {"INPUT": "{cls}", "BAND": 3, "OUTPUT": "{tmp}/p.gpkg"}, "Band 3"),
         ("vectorize", {"INPUT": "{cls}", "OUTPUT": "memory:"}, "vector files"),
     ],
 )  # fmt: skip
-def test_checks_run_before_the_engine(provider, run, no_engine, tmp_path, algorithm, parameters, message):
+def test_checks_run_before_the_engine(
+    provider, run, no_engine, tmp_path, algorithm, parameters, message
+):
     img = write_tif(tmp_path / "img.tif", parcels((16, 16), 3))
     cls = _classes_tif(tmp_path / "cls.tif")
     gpkg = _write_gpkg(_polygons_layer(), tmp_path / "p.gpkg")
@@ -344,6 +352,7 @@ def test_checks_run_before_the_engine(provider, run, no_engine, tmp_path, algori
     defaults = {
         "trainunet": {"OUTPUT_MODEL": "{tmp}/m.safetensors"},
         "accuracy": {"OUTPUT_HTML": "{tmp}/report.html"},
+        "predictunet": {"MODEL": "{tmp}/m.safetensors"},
     }.get(algorithm, {"OUTPUT": "TEMPORARY_OUTPUT"})
     params = {key: fill(value) for key, value in {**defaults, **parameters}.items()}
     alg = provider.algorithm(algorithm)
@@ -455,11 +464,7 @@ def test_advanced_parameters(provider):
     }
     for name, keys in advanced.items():
         alg = provider.algorithm(name)
-        flagged = {
-            d.name()
-            for d in alg.parameterDefinitions()
-            if d.flags() & d.FlagAdvanced
-        }
+        flagged = {d.name() for d in alg.parameterDefinitions() if d.flags() & d.FlagAdvanced}
         assert keys <= flagged, (name, keys - flagged)
 
 
