@@ -84,6 +84,9 @@ demo: setup data  ## Segment the NC Landsat scene with every algorithm via qgis_
 models:  ## Rebuild the example models in resources/models with QGIS's modeler API
 	$(PYTHON_BASE) scripts/build_models.py
 
+screenshots:  ## Screenshots of every algorithm dialog under Xvfb into docs/dialogs/
+	xvfb-run -a -s "-screen 0 1400x1200x24" $(PYTHON_BASE) scripts/screenshots.py
+
 bench: setup-engine  ## Superpixel benchmark (writes bench/results/)
 	$(ENGINE_PY) bench/superpixels.py
 

@@ -148,8 +148,40 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         return [self.tr(tag) for tag in self.keywords]
 
     def shortHelpString(self) -> str:
-        """Return the help shown beside the dialog (resources/help/<id>.html)."""
-        return help_html(self.algorithm_id)
+        """Return the help shown beside the dialog: resources/help/<id>.html and notes.
+
+        The notes on inputs shared by several algorithms (extent, polygon layers, class
+        tables, device) are written once, here.
+        """
+        notes = []
+        names = {d.name(): d for d in self.parameterDefinitions()}
+        if "EXTENT" in names:
+            notes.append(
+                "<b>EXTENT</b> (optional): process only this region, given in any CRS (the "
+                "map canvas, a layer's extent or drawn). It is snapped outwards to whole "
+                "pixels of the input, so the outputs cover the extent on the input's pixel "
+                "grid; band statistics (the stretch) come from the region. A raster without "
+                "a CRS takes the extent in pixel coordinates."
+            )
+        if {"LABEL_POLYGONS", "REFERENCE_POLYGONS", "SCRIBBLES"} & set(names):
+            notes.append(
+                "Polygon inputs take any vector layer: a file, a scratch layer, a database "
+                "layer, a filtered layer, or its selected features only. The engine gets the "
+                "file itself when the layer is a plain file, otherwise a temporary GeoPackage."
+            )
+        tables = [n for n in ("CLASSES", "REFERENCE_CLASSES") if n in names]
+        if tables:
+            notes.append(
+                f"<b>{tables[0]}</b>: a table of classes, one row each: value, name and "
+                "colour (#rrggbb; empty: generated). Scripts and qgis_process may give the "
+                "text form <code>1:forest:#1b7837,2:water:#2166ac</code>."
+            )
+        if "DEVICE" in names:
+            notes.append(f"<b>DEVICE</b> (Advanced): {DEVICE_HELP}")
+        html = help_html(self.algorithm_id)
+        if notes:
+            html += "<h3>Inputs</h3>" + "".join(f"<p>{self.tr(note)}</p>" for note in notes)
+        return html
 
     def helpUrl(self) -> str:
         """Return the README section of this algorithm."""

@@ -85,10 +85,6 @@ class VectorizeAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterLayer("INPUT", self.tr("Classified or segment raster"))
         )
-        self.add_extent(
-            "Vectorize only this region (any CRS), snapped outwards to whole pixels. "
-            "Empty: the whole raster."
-        )
         self.addParameter(
             QgsProcessingParameterBand(
                 "BAND",
@@ -97,6 +93,10 @@ class VectorizeAlgorithm(LandSegAlgorithm):
                 parentLayerParameterName="INPUT",
                 optional=True,  # 3.22 rejects a missing band despite the default
             )
+        )
+        self.add_extent(
+            "Vectorize only this region (any CRS), snapped outwards to whole pixels. "
+            "Empty: the whole raster."
         )
         self.addParameter(
             QgsProcessingParameterEnum(
