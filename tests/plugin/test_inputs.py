@@ -482,3 +482,17 @@ def test_example_models_have_their_outputs(provider):
     assert len(models) >= 3
     for model in models:
         assert model.outputDefinitions(), model.id()
+
+
+def test_readme_names_the_models_that_run_on_the_main_thread(provider):
+    """QGIS runs these models without a background thread; the README says so."""
+    from landseg.qgis_plugin.algorithms.base import LandSegAlgorithm
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("**Models run on QGIS's main thread.**", 1)[1].split("\n\n", 1)[0]
+    section = " ".join(section.split())
+    for model in provider.algorithms():
+        if isinstance(model, LandSegAlgorithm):
+            assert not model.flags() & model.FlagNoThreading, model.id()
+        elif model.flags() & model.FlagNoThreading:
+            assert f"*{model.displayName()}*" in section, model.displayName()
