@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 from typing import Any
 
 from qgis.core import (
@@ -200,6 +201,10 @@ def clip_to_extent(
     if dataset is None:
         raise QgsProcessingException(f"Cannot cut {source} to EXTENT: {gdal.GetLastErrorMsg()}")
     dataset = None
+    # Class names may live in a QGIS style beside the raster: keep it beside the VRT.
+    style = os.path.splitext(source.split("|")[0])[0] + ".qml"
+    if os.path.exists(style):
+        shutil.copyfile(style, os.path.splitext(vrt)[0] + ".qml")
     if feedback is not None:
         col, row, width, height = window
         feedback.pushInfo(
