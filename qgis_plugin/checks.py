@@ -13,6 +13,13 @@ from typing import Any
 
 from qgis.core import QgsProcessingOutputLayerDefinition, QgsProperty
 
+try:  # scoped enum of QGIS 3.36+ and QGIS 4
+    from qgis.core import Qgis
+
+    STATIC = Qgis.PropertyType.Static
+except AttributeError:
+    STATIC = QgsProperty.StaticProperty
+
 __all__ = [
     "bands_error",
     "class_table_error",
@@ -36,7 +43,7 @@ def destination_path(value: Any) -> str:
     if isinstance(value, QgsProcessingOutputLayerDefinition):
         value = value.sink
     if isinstance(value, QgsProperty):
-        if value.propertyType() != QgsProperty.StaticProperty:
+        if value.propertyType() != STATIC:
             return ""
         value = value.staticValue()
     text = "" if value is None else str(value).strip()
