@@ -63,6 +63,10 @@ def _child(algorithm: str, child_id: str, sources: dict, outputs: dict[str, str]
         out = QgsProcessingModelOutput(model_name, model_name)
         out.setChildId(child_id)
         out.setChildOutputName(output)
+        # Optional, a temporary file unless given: qgis_process then needs only the outputs
+        # the user wants (a model output is mandatory otherwise).
+        out.setMandatory(False)
+        out.setDefaultValue("TEMPORARY_OUTPUT")
         model_outputs[model_name] = out
     child.setModelOutputs(model_outputs)
     return child

@@ -15,6 +15,7 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
 )
 
 from ..checks import class_table_error, extension_error, numbers_error
@@ -129,9 +130,15 @@ class AccuracyAlgorithm(LandSegAlgorithm):
         )
         self.add_class_table("CLASSES", "Class table", advanced=True)
         self.add_dask_scheduler()
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_HTML", self.tr("Accuracy report"), self.tr("HTML files (*.html)")
+                "OUTPUT_HTML",
+                self.tr("Accuracy report"),
+                self.tr("HTML files (*.html)"),
+                optional=True,
+                createByDefault=True,
             )
         )
         self.addParameter(
@@ -241,11 +248,14 @@ class AccuracyAlgorithm(LandSegAlgorithm):
             ("OUTPUT_CSV", "--csv"),
             ("OUTPUT_JSON", "--json"),
         ):
+            path = ""
             if parameters.get(key) is not None:
                 path = absolute(self.parameterAsFileOutput(parameters, key, context))
-                if path:
-                    files[key] = path
-                    args += [option, path]
+            if not path and key == "OUTPUT_HTML":  # the report is always written
+                path = QgsProcessingUtils.generateTempFilename("accuracy.html")
+            if path:
+                files[key] = path
+                args += [option, path]
         if parameters.get("OUTPUT_ERRORS") is not None:
             files["OUTPUT_ERRORS"] = absolute(
                 self.parameterAsOutputLayer(parameters, "OUTPUT_ERRORS", context)

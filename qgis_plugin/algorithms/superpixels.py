@@ -52,7 +52,13 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         self.add_percentiles()
         self.add_spec(SEED)
         self.add_dask_scheduler()
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments")))
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT", self.tr("Segments"), optional=True, createByDefault=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 "OUTPUT_POLYGONS",

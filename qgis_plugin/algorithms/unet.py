@@ -234,9 +234,15 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
             parameter.setHelp(self.tr(text))
             self.add_advanced(parameter)
         self.add_device()
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_MODEL", self.tr("Model file"), self.tr("LandSeg model (*.safetensors)")
+                "OUTPUT_MODEL",
+                self.tr("Model file"),
+                self.tr("LandSeg model (*.safetensors)"),
+                optional=True,
+                createByDefault=True,
             )
         )
         self.addParameter(

@@ -158,7 +158,13 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 minValue=0,
             )
         )
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Clusters")))
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT", self.tr("Clusters"), optional=True, createByDefault=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "OUTPUT_MAPPED",

@@ -18,6 +18,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterVectorDestination,
+    QgsProcessingUtils,
     QgsVectorLayer,
 )
 
@@ -135,8 +136,10 @@ class VectorizeAlgorithm(LandSegAlgorithm):
                 minValue=0,
             )
         )
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
         output = QgsProcessingParameterVectorDestination(
-            "OUTPUT", self.tr("Polygons"), type=POLYGONS
+            "OUTPUT", self.tr("Polygons"), type=POLYGONS, optional=True, createByDefault=True
         )
         self.addParameter(output)
         # The engine writes files: no memory or database output (after addParameter, which
@@ -184,6 +187,8 @@ class VectorizeAlgorithm(LandSegAlgorithm):
         original = source
         source = clip_to_extent(self, parameters, layer, source, context, feedback)
         output = self.parameterAsOutputLayer(parameters, "OUTPUT", context)
+        if not output:  # left out (an optional model output): a temporary file
+            output = QgsProcessingUtils.generateTempFilename("polygons.gpkg")
         if "|" in output or "://" in output or output.split(":", 1)[0] in ("postgres", "memory"):
             raise QgsProcessingException(
                 f"{output} is not a file: LandSeg's engine writes vector files. Save to a file "
