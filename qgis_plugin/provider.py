@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from qgis.core import QgsMessageLog, QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import (
+    QgsApplication,
+    QgsMessageLog,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingProvider,
+)
 from qgis.PyQt.QtGui import QIcon
 
 from . import engine
@@ -63,16 +68,21 @@ class LandSegProvider(QgsProcessingProvider):
         engine.remove_settings()
 
     def loadAlgorithms(self) -> None:
-        """Add every algorithm, then the example models.
+        """Add every algorithm, then the example models once the provider is registered.
 
         Algorithms list even when the engine is not set up. The example models in
         ``resources/models/*.model3`` appear in the toolbox group "Example models" with ids
-        ``landseg:<model name>``; users open them in the modeler to start their own.
+        ``landseg:<model name>``; users open them in the modeler to start their own. A
+        model finds its steps (``landseg:slic``...) through the Processing registry, so it
+        is read only when this provider is in the registry: read earlier, it would have no
+        outputs (``qgis_process help`` would list none). The plugin refreshes the provider
+        right after adding it (:meth:`LandSegPlugin.initProcessing`).
         """
         for algorithm in all_algorithms():
             self.addAlgorithm(algorithm)
-        for model in example_models():
-            self.addAlgorithm(model)
+        if QgsApplication.processingRegistry().providerById(self.id()) is not None:
+            for model in example_models():
+                self.addAlgorithm(model)
 
     def supportedOutputRasterLayerExtensions(self) -> list[str]:
         """Return the raster formats the engine writes (tiled, compressed GeoTIFF)."""

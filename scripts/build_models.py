@@ -114,6 +114,10 @@ def _child(algorithm: str, child_id: str, sources: dict, outputs: dict[str, str]
         out = QgsProcessingModelOutput(model_name, model_name)
         out.setChildId(child_id)
         out.setChildOutputName(output)
+        # Optional, a temporary file unless given: qgis_process then needs only the outputs
+        # the user wants (a model output is mandatory otherwise).
+        out.setMandatory(False)
+        out.setDefaultValue("TEMPORARY_OUTPUT")
         model_outputs[model_name] = out
     child.setModelOutputs(model_outputs)
     return child
@@ -178,7 +182,9 @@ def unet_workflow():  # noqa: ANN201
             "ALG_DESC": "Trains a U-Net (landseg:trainunet) on images with partial labels, "
             "classifies the first image with it (landseg:predictunet), scores the map "
             "against a reference raster (landseg:accuracy) and turns it into polygons "
-            "(landseg:vectorize).",
+            "(landseg:vectorize). Like every model, it runs on QGIS's main thread: the "
+            "desktop does not respond while the U-Net trains (minutes). To keep QGIS "
+            "responsive, run Train U-Net from the toolbox, or this model with qgis_process.",
             "ALG_CREATOR": "LandSeg",
         }
     )

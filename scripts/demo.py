@@ -197,6 +197,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     from qgis.core import (
         QgsApplication,
         QgsContrastEnhancement,
+        QgsCoordinateReferenceSystem,
         QgsLayerMetadata,
         QgsMapRendererParallelJob,
         QgsMapSettings,
@@ -284,6 +285,10 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     dfc_classes = QgsRasterLayer(
         results["nc_dfc"]["OUTPUT_MAPPED"], "DFC clusters as 1996 land-cover classes"
     )
+    # The NC files carry an unnamed Lambert conformal conic CRS (GRASS's export), which QGIS
+    # shows as "Unknown CRS". It is NAD83 / North Carolina (EPSG:32119, the same
+    # coordinates; the data README says so): name it for the layers and the project.
+    nc_crs = QgsCoordinateReferenceSystem("EPSG:32119")
     # Each added layer goes on top of the layer tree: add the basemap first.
     for layer in [
         rgb,
@@ -297,6 +302,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         polygons,
     ]:
         assert layer.isValid(), layer.name()
+        if not layer.crs().authid():
+            layer.setCrs(nc_crs)
         project.addMapLayer(layer)
     root = project.layerTreeRoot()
     for stem in ("nc_quickshift", "nc_felzenszwalb", "nc_slic"):
@@ -312,8 +319,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
         "Accuracy reports: " + ", ".join(f"accuracy_{stem}.html" for stem in results)
     )
     project.setMetadata(project_metadata)
-    project.setCrs(rgb.crs())
-    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(rgb.extent(), rgb.crs()))
+    project.setCrs(nc_crs)
+    project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(rgb.extent(), nc_crs))
     path = out / "landseg-demo.qgz"
     assert project.write(str(path)), f"could not write {path}"
 
@@ -339,7 +346,7 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     for index, (title, panel_layers) in enumerate(panels):
         settings = QgsMapSettings()
         settings.setLayers(panel_layers)
-        settings.setDestinationCrs(rgb.crs())
+        settings.setDestinationCrs(nc_crs)
         settings.setExtent(rgb.extent())
         settings.setOutputSize(size)
         settings.setBackgroundColor(QColor("white"))

@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from typing import Any
 
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterExtent,
+    QgsProcessingParameterMatrix,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
     QgsProcessingUtils,
-    QgsRasterLayer,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.params import DEFAULT_PERCENTILES, NORMALIZATION_LABELS, NORMALIZATIONS, Param
+from ..checks import bands_error, classes_text, destination_path, duplicates_error
+from ..devices import DEVICE_HELP, device_options
 from ..resources import help_html, icon_path
+from ..sources import absolute, raster_source
+
+__all__ = [
+    "LABELS",
+    "LandSegAlgorithm",
+    "VrtDestination",
+    "absolute",
+    "raster_source",
+]
 
 HOMEPAGE = "https://github.com/landseg/landseg"
 
@@ -42,6 +55,40 @@ except AttributeError:
     INTEGER = QgsProcessingParameterNumber.Integer
     DOUBLE = QgsProcessingParameterNumber.Double
 
+#: Short dialog labels of the engine's tuning parameters; their one-line ``help`` becomes
+#: the tooltip, and resources/help/<id>.html explains them in full.
+LABELS = {
+    "n_segments": "Number of segments",
+    "compactness": "Compactness",
+    "sigma": "Smoothing (pixels)",
+    "max_num_iter": "k-means iterations",
+    "enforce_connectivity": "Connected segments only",
+    "min_size_factor": "Smallest segment (x mean size)",
+    "max_size_factor": "Largest segment (x mean size)",
+    "kernel_size": "Kernel size (pixels)",
+    "max_dist": "Maximum distance",
+    "ratio": "Colour / space ratio",
+    "scale": "Scale",
+    "min_size": "Minimum size (pixels)",
+    "max_clusters": "Maximum clusters",
+    "min_clusters": "Minimum clusters",
+    "max_iter": "Iterations",
+    "learning_rate": "Learning rate",
+    "n_conv": "Convolution blocks",
+    "segment_size": "Superpixel size (pixels)",
+    "mu": "Spatial continuity weight",
+    "scribble_weight": "Scribble weight",
+    "hidden": "Channels of the first level",
+    "dropout": "Dropout",
+    "radius": "N-cut radius (pixels)",
+    "sigma_i": "N-cut feature scale",
+    "sigma_x": "N-cut spatial scale (pixels)",
+    "tile_size": "Tile size (pixels)",
+    "n_tiles": "Tiles sampled",
+    "batch_size": "Tiles per batch",
+    "seed": "Random seed",
+}
+
 GROUPS = {
     "superpixels": "Superpixels",
     "setup": "Setup",
@@ -63,6 +110,10 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
     algorithm_id = ""
     display_name = ""
     group_id = ""
+    #: One line for the toolbox tooltip (``shortDescription``).
+    short_description = ""
+    #: Words the toolbox search finds the algorithm by (``tags``).
+    keywords: tuple[str, ...] = ()
 
     def tr(self, text: str) -> str:
         """Translate a string."""
@@ -88,9 +139,49 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Return the stable group id."""
         return self.group_id
 
+    def shortDescription(self) -> str:
+        """Return the one-line description shown in the toolbox tooltip."""
+        return self.tr(self.short_description)
+
+    def tags(self) -> list[str]:
+        """Return the search words of the toolbox ("OBIA", "k-means", "deep learning"...)."""
+        return [self.tr(tag) for tag in self.keywords]
+
     def shortHelpString(self) -> str:
-        """Return the help shown beside the dialog (resources/help/<id>.html)."""
-        return help_html(self.algorithm_id)
+        """Return the help shown beside the dialog: resources/help/<id>.html and notes.
+
+        The notes on inputs shared by several algorithms (extent, polygon layers, class
+        tables, device) are written once, here.
+        """
+        notes = []
+        names = {d.name(): d for d in self.parameterDefinitions()}
+        if "EXTENT" in names:
+            notes.append(
+                "<b>EXTENT</b> (optional): process only this region, given in any CRS (the "
+                "map canvas, a layer's extent or drawn). It is snapped outwards to whole "
+                "pixels of the input, so the outputs cover the extent on the input's pixel "
+                "grid; band statistics (the stretch) come from the region. A raster without "
+                "a CRS takes the extent in pixel coordinates."
+            )
+        if {"LABEL_POLYGONS", "REFERENCE_POLYGONS", "SCRIBBLES"} & set(names):
+            notes.append(
+                "Polygon inputs take any vector layer: a file, a scratch layer, a database "
+                "layer, a filtered layer, or its selected features only. The engine gets the "
+                "file itself when the layer is a plain file, otherwise a temporary GeoPackage."
+            )
+        tables = [n for n in ("CLASSES", "REFERENCE_CLASSES") if n in names]
+        if tables:
+            notes.append(
+                f"<b>{tables[0]}</b>: a table of classes, one row each: value, name and "
+                "colour (#rrggbb; empty: generated). Scripts and qgis_process may give the "
+                "text form <code>1:forest:#1b7837,2:water:#2166ac</code>."
+            )
+        if "DEVICE" in names:
+            notes.append(f"<b>DEVICE</b> (Advanced): {DEVICE_HELP}")
+        html = help_html(self.algorithm_id)
+        if notes:
+            html += "<h3>Inputs</h3>" + "".join(f"<p>{self.tr(note)}</p>" for note in notes)
+        return html
 
     def helpUrl(self) -> str:
         """Return the README section of this algorithm."""
@@ -103,6 +194,51 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
     def svgIconPath(self) -> str:
         """Return the algorithm icon's path."""
         return icon_path(self.algorithm_id)
+
+    def checkParameterValues(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> tuple[bool, str]:
+        """Check the values the engine would refuse, before the engine starts.
+
+        QGIS's own checks (mandatory values, types) come first; then :meth:`check`.
+        """
+        ok, message = super().checkParameterValues(parameters, context)
+        if not ok:
+            return ok, message
+        errors = [error for error in self.check(parameters, context) if error]
+        return (False, errors[0]) if errors else (True, "")
+
+    def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
+        """Return error messages (``None`` for a passed check); subclasses add theirs."""
+        return [self.duplicate_outputs_error(parameters, context)]
+
+    def duplicate_outputs_error(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> str | None:
+        """No two file outputs may be the same file, and none may replace an input layer."""
+        outputs = {
+            d.name(): destination_path(parameters.get(d.name()))
+            for d in self.destinationParameterDefinitions()
+        }
+        inputs = []
+        for name in ("INPUT", "PREDICTION", "REFERENCE"):
+            if self.parameterDefinition(name) is not None and parameters.get(name) is not None:
+                layer = self.parameterAsRasterLayer(parameters, name, context)
+                if layer is not None:
+                    inputs.append(layer.source())
+        return duplicates_error(outputs, inputs)
+
+    def bands_error(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, layer_name: str = "INPUT"
+    ) -> str | None:
+        """``BANDS`` must be bands of the input raster."""
+        if parameters.get("BANDS") in (None, "", []):
+            return None
+        layer = self.parameterAsRasterLayer(parameters, layer_name, context)
+        if layer is None:
+            return None
+        bands = self.parameterAsInts(parameters, "BANDS", context)
+        return bands_error("BANDS", bands, layer.bandCount(), layer.name())
 
     def add_advanced(self, parameter: QgsProcessingParameterDefinition) -> None:
         """Add a parameter under "Advanced parameters"."""
@@ -135,12 +271,26 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterBand(
                 "BANDS",
-                self.tr("Bands (default: all)"),
+                self.tr("Bands"),
                 parentLayerParameterName="INPUT",
                 optional=True,
                 allowMultiple=True,
             )
         )
+        self.parameterDefinition("BANDS").setHelp(self.tr("Bands to use; none chosen: all."))
+
+    def add_extent(self, help_text: str = "") -> None:
+        """Add the optional ``EXTENT``: only the pixels inside it are processed."""
+        definition = QgsProcessingParameterExtent("EXTENT", self.tr("Extent"), optional=True)
+        definition.setHelp(
+            self.tr(
+                help_text
+                or "Process only this region (any CRS; the map canvas, a layer or drawn). "
+                "It is snapped outwards to whole pixels of the input, so the outputs "
+                "cover the extent on the input's grid. Empty: the whole raster."
+            )
+        )
+        self.addParameter(definition)
 
     def add_stretch(self) -> None:
         """Add ``NORMALIZATION`` (band stretch) and ``NODATA_ZERO``."""
@@ -157,16 +307,19 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterBoolean(
                 "NODATA_ZERO",
-                self.tr("Treat pixels that are 0 in every band as nodata"),
+                self.tr("All-zero pixels are nodata"),
                 defaultValue=False,
             )
+        )
+        self.parameterDefinition("NODATA_ZERO").setHelp(
+            self.tr("Treat pixels that are 0 in every band as nodata (besides the bands' nodata).")
         )
 
     def add_percentiles(self) -> None:
         """Add the advanced ``PERCENTILE_LOW`` and ``PERCENTILE_HIGH`` of the stretch."""
         for key, label, value in (
-            ("PERCENTILE_LOW", "Low percentile of the stretch", DEFAULT_PERCENTILES[0]),
-            ("PERCENTILE_HIGH", "High percentile of the stretch", DEFAULT_PERCENTILES[1]),
+            ("PERCENTILE_LOW", "Stretch: low percentile", DEFAULT_PERCENTILES[0]),
+            ("PERCENTILE_HIGH", "Stretch: high percentile", DEFAULT_PERCENTILES[1]),
         ):
             self.add_advanced(
                 QgsProcessingParameterNumber(
@@ -209,14 +362,15 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         """Add a Processing parameter built from an engine parameter spec."""
         from qgis.core import QgsProcessingParameterBoolean
 
+        label = self.tr(LABELS.get(param.name, param.help))
         if param.kind == "bool":
             definition: QgsProcessingParameterDefinition = QgsProcessingParameterBoolean(
-                param.key, self.tr(param.help), defaultValue=bool(param.default)
+                param.key, label, defaultValue=bool(param.default)
             )
         else:
             number_type = INTEGER if param.kind == "int" else DOUBLE
             definition = QgsProcessingParameterNumber(
-                param.key, self.tr(param.help), type=number_type, defaultValue=param.default
+                param.key, label, type=number_type, defaultValue=param.default
             )
             if param.minimum is not None:
                 definition.setMinimum(param.minimum)
@@ -233,13 +387,12 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         from qgis.core import QgsProcessingParameterString
 
         definition = QgsProcessingParameterString(
-            "DASK_SCHEDULER",
-            self.tr("Dask scheduler (tcp://host:8786 or local:N; empty: no Dask)"),
-            optional=True,
+            "DASK_SCHEDULER", self.tr("Dask scheduler"), optional=True
         )
         definition.setHelp(
             self.tr(
-                "Run the window work as Dask tasks on a cluster: the address of a running "
+                "Empty: no Dask. tcp://host:8786 or local:N: "
+                "run the window work as Dask tasks on a cluster: the address of a running "
                 "scheduler, or local:N for N worker processes on this machine. The result "
                 "is the same as without Dask. Workers need LandSeg's engine environment."
             )
@@ -251,30 +404,102 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         value = (self.parameterAsString(parameters, "DASK_SCHEDULER", context) or "").strip()
         return ["--dask-scheduler", value] if value else []
 
+    def add_device(self) -> None:
+        """Add the advanced ``DEVICE``: a list of device names (strings, not indices).
 
-def raster_source(layer: QgsRasterLayer | None, parameter: str) -> str:
-    """Return the file a raster layer reads, or explain why the engine cannot read it."""
-    if layer is None:
-        raise QgsProcessingException(f"No raster layer given for {parameter}.")
-    if layer.providerType() != "gdal":
-        raise QgsProcessingException(
-            f"{layer.name()} is a {layer.providerType()} layer, not a file. LandSeg reads "
-            "raster files: save the layer first (right-click > Export > Save As… GeoTIFF) "
-            "and give that file."
+        Static strings keep scripts and models portable: ``DEVICE=cuda`` means the same on
+        every machine, whatever the order of the list there.
+        """
+        definition = QgsProcessingParameterEnum(
+            "DEVICE",
+            self.tr("Device"),
+            options=device_options(),
+            defaultValue="auto",
+            usesStaticStrings=True,
         )
-    return absolute(layer.source())
+        definition.setHelp(self.tr(DEVICE_HELP))
+        self.add_advanced(definition)
+
+    def device_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+        """Return ``["--device", name]``."""
+        name = self.parameterAsEnumString(parameters, "DEVICE", context) or "auto"
+        return ["--device", name]
+
+    def add_class_table(self, name: str, label: str, *, advanced: bool = False) -> None:
+        """Add a class table (value, name, colour) that also takes ``1:forest:#1b7837,...``."""
+        definition = QgsProcessingParameterMatrix(
+            name,
+            self.tr(label),
+            numberRows=0,
+            hasFixedNumberRows=False,
+            headers=[self.tr("Value"), self.tr("Name"), self.tr("Colour (#rrggbb)")],
+            optional=True,
+        )
+        definition.setHelp(
+            self.tr(
+                "One row per class: pixel value, name and colour (#rrggbb; empty: generated). "
+                "Scripts and qgis_process may give the text form "
+                "1:forest:#1b7837,2:water:#2166ac."
+            )
+        )
+        if advanced:
+            self.add_advanced(definition)
+        else:
+            self.addParameter(definition)
+
+    def classes_text(
+        self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
+    ) -> str:
+        """Return a class table parameter in the engine's ``1:forest:#1b7837,...`` form."""
+        if parameters.get(name) in (None, "", []):
+            return ""
+        return classes_text(self.parameterAsMatrix(parameters, name, context))
+
+    def add_numbers(self, name: str, label: str, help_text: str, *, advanced: bool = False) -> None:
+        """Add a list of numbers (a one-column table) that also takes ``0,255``."""
+        definition = QgsProcessingParameterMatrix(
+            name,
+            self.tr(label),
+            numberRows=0,
+            hasFixedNumberRows=False,
+            headers=[self.tr("Value")],
+            optional=True,
+        )
+        definition.setHelp(self.tr(help_text))
+        if advanced:
+            self.add_advanced(definition)
+        else:
+            self.addParameter(definition)
+
+    def numbers(
+        self, parameters: dict[str, Any], name: str, context: QgsProcessingContext
+    ) -> list[str]:
+        """Return the non-empty values of a list-of-numbers parameter, as text."""
+        if parameters.get(name) in (None, "", []):
+            return []
+        values = self.parameterAsMatrix(parameters, name, context)
+        return [str(v).strip() for v in values if v is not None and str(v).strip()]
 
 
-def absolute(path: str) -> str:
-    """Make a file path absolute: the engine runs in the plugin folder, not QGIS's."""
-    file_part, sep, options = path.partition("|")
-    if file_part and not os.path.isabs(file_part) and os.path.exists(file_part):
-        return os.path.abspath(file_part) + sep + options
-    if (
-        file_part
-        and not os.path.isabs(file_part)
-        and "://" not in file_part
-        and not file_part.startswith(("/vsi", "memory:"))
-    ):
-        return os.path.abspath(file_part) + sep + options
-    return path
+class VrtDestination(QgsProcessingParameterRasterDestination):
+    """A raster destination that is a GDAL VRT (``.vrt``), as QGIS's own Build VRT has."""
+
+    def clone(self) -> VrtDestination:
+        """Return a copy (QGIS clones parameter definitions)."""
+        copy = VrtDestination(self.name(), self.description())
+        copy.setFlags(self.flags())
+        copy.setHelp(self.help())
+        copy.setCreateByDefault(self.createByDefault())
+        return copy
+
+    def defaultFileExtension(self) -> str:
+        """Return ``vrt``: temporary outputs are VRTs too."""
+        return "vrt"
+
+    def createFileFilter(self) -> str:
+        """Offer VRT files in the file dialog."""
+        return QCoreApplication.translate("LandSeg", "VRT files (*.vrt *.VRT)")
+
+    def supportedOutputRasterLayerExtensions(self) -> Sequence[str]:
+        """Return ``["vrt"]``."""
+        return ["vrt"]

@@ -93,6 +93,8 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
     algorithm_id = "setupengine"
     display_name = "Set up the engine"
     group_id = "setup"
+    short_description = "Create LandSeg's Python environment (PyTorch etc.); run once."
+    keywords = ("install", "setup", "environment", "engine", "PyTorch", "GPU", "CUDA")
 
     def flags(self) -> Any:
         """Not for the modeler (it installs software), but listed by ``qgis_process list``.
@@ -132,12 +134,16 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
                 fileFilter="All files (*)",
             )
         )
+        self.parameterDefinition("PYTHON").setHelp(self.tr("Empty: QGIS's own Python."))
         self.add_advanced(
             QgsProcessingParameterString(
                 "EXTRA_INDEX_URL",
-                self.tr("Extra package index (e.g. PyTorch's CUDA wheels on Windows)"),
+                self.tr("Extra package index"),
                 optional=True,
             )
+        )
+        self.parameterDefinition("EXTRA_INDEX_URL").setHelp(
+            self.tr("An extra pip index URL, e.g. PyTorch's CUDA wheels on Windows.")
         )
         self.add_advanced(
             QgsProcessingParameterString(

@@ -2,30 +2,38 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from qgis.core import (
-    QgsFeatureSink,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterRasterDestination,
     QgsProcessingUtils,
-    QgsVectorLayer,
 )
 
 from ...core.params import (
     SEED,
     SUPERPIXELS,
 )
+from ..checks import extension_error
 from ..engine import run_engine
+from ..sources import absolute, clip_to_extent, copy_polygons, raster_source
 from ..styling import LayerStyler, attach_styler, write_segment_style
-from .base import POLYGONS, LandSegAlgorithm, absolute, raster_source
+from .base import POLYGONS, LandSegAlgorithm
 
 _NAMES = {"slic": "SLIC", "quickshift": "QuickShift", "felzenszwalb": "Felzenszwalb"}
+SUPERPIXEL_TAGS = (
+    "segmentation",
+    "superpixels",
+    "OBIA",
+    "GEOBIA",
+    "object-based",
+    "objects",
+    "image segmentation",
+    "raster",
+)
 
 
 class SuperpixelAlgorithm(LandSegAlgorithm):
@@ -35,15 +43,22 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
     method = ""
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
-        """Declare the parameters: input, bands, method parameters, stretch, outputs."""
+        """Declare the parameters: input, bands, extent, method parameters, stretch, outputs."""
         self.add_input_and_bands()
+        self.add_extent()
         for param in SUPERPIXELS[self.method]:
             self.add_spec(param)
         self.add_stretch()
         self.add_percentiles()
         self.add_spec(SEED)
         self.add_dask_scheduler()
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Segments")))
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT", self.tr("Segments"), optional=True, createByDefault=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFeatureSink(
                 "OUTPUT_POLYGONS",
@@ -63,6 +78,17 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         )
         self.addOutput(QgsProcessingOutputNumber("N_SEGMENTS", self.tr("Number of segments")))
 
+    def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
+        """Bands of the input, GeoTIFF outputs, no output twice."""
+        return [
+            *super().check(parameters, context),
+            self.bands_error(parameters, context),
+            *(
+                extension_error(key, parameters.get(key), ("tif", "tiff"))
+                for key in ("OUTPUT", "OUTPUT_MEAN")
+            ),
+        ]
+
     def processAlgorithm(
         self,
         parameters: dict[str, Any],
@@ -70,7 +96,9 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run the engine command and load the styled outputs."""
-        source = raster_source(self.parameterAsRasterLayer(parameters, "INPUT", context), "INPUT")
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        source = raster_source(layer, "INPUT")
+        source = clip_to_extent(self, parameters, layer, source, context, feedback)
         output = self.output_path(parameters, "OUTPUT", context, "segments.tif")
         mean = (
             absolute(self.parameterAsOutputLayer(parameters, "OUTPUT_MEAN", context))
@@ -108,39 +136,17 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
             attach_styler(context, mean, LayerStyler(f"{name} segment means"))
             outputs["OUTPUT_MEAN"] = mean
         if polygons_tmp:
-            sink_id = self._copy_polygons(polygons_tmp, parameters, context, feedback)
+            sink_id = copy_polygons(
+                self,
+                f"{polygons_tmp}|layername=segments",
+                parameters,
+                "OUTPUT_POLYGONS",
+                context,
+                feedback,
+            )
             attach_styler(context, sink_id, LayerStyler(f"{name} segment polygons", outlines=True))
             outputs["OUTPUT_POLYGONS"] = sink_id
         return outputs
-
-    def _copy_polygons(
-        self,
-        path: str,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-    ) -> str:
-        """Copy the engine's polygons into the user's sink (any format, or memory)."""
-        layer = QgsVectorLayer(f"{path}|layername=segments", "segments", "ogr")
-        if not layer.isValid():
-            raise QgsProcessingException(f"Cannot read the polygons the engine wrote: {path}")
-        sink, sink_id = self.parameterAsSink(
-            parameters, "OUTPUT_POLYGONS", context, layer.fields(), layer.wkbType(), layer.crs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_POLYGONS"))
-        total = max(layer.featureCount(), 1)
-        for index, feature in enumerate(layer.getFeatures()):
-            if feedback.isCanceled():
-                break
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
-            if index % 1000 == 0:
-                feedback.setProgress(100.0 * index / total)
-        del layer
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-        return sink_id
 
 
 class SlicAlgorithm(SuperpixelAlgorithm):
@@ -149,6 +155,8 @@ class SlicAlgorithm(SuperpixelAlgorithm):
     algorithm_id = "slic"
     display_name = "SLIC superpixels"
     method = "slic"
+    short_description = "Superpixels by local k-means on band values and position."
+    keywords = (*SUPERPIXEL_TAGS, "SLIC", "k-means", "clustering")
 
 
 class QuickshiftAlgorithm(SuperpixelAlgorithm):
@@ -157,6 +165,8 @@ class QuickshiftAlgorithm(SuperpixelAlgorithm):
     algorithm_id = "quickshift"
     display_name = "QuickShift superpixels"
     method = "quickshift"
+    short_description = "Superpixels by mode seeking (kernel density) on band values."
+    keywords = (*SUPERPIXEL_TAGS, "QuickShift", "mean shift", "mode seeking", "clustering")
 
 
 class FelzenszwalbAlgorithm(SuperpixelAlgorithm):
@@ -165,3 +175,5 @@ class FelzenszwalbAlgorithm(SuperpixelAlgorithm):
     algorithm_id = "felzenszwalb"
     display_name = "Felzenszwalb segmentation"
     method = "felzenszwalb"
+    short_description = "Segments by graph-based region merging (Felzenszwalb-Huttenlocher)."
+    keywords = (*SUPERPIXEL_TAGS, "Felzenszwalb", "graph-based", "region merging")

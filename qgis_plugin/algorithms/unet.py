@@ -6,7 +6,6 @@ import os
 from typing import Any
 
 from qgis.core import (
-    QgsFeatureSink,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
@@ -14,6 +13,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -22,14 +22,13 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-    QgsProcessingParameterVectorLayer,
     QgsProcessingUtils,
-    QgsVectorLayer,
 )
 
 from ...core.params import ENCODERS, TRAIN_DEFAULTS
+from ..checks import class_table_error, destination_path, extension_error
 from ..engine import run_engine
+from ..sources import absolute, clip_to_extent, copy_polygons, raster_source, vector_source
 from ..styling import LayerStyler, attach_styler, write_class_style
 from .base import (
     DOUBLE,
@@ -38,8 +37,20 @@ from .base import (
     POLYGONS,
     RASTERS,
     LandSegAlgorithm,
-    absolute,
-    raster_source,
+    VrtDestination,
+)
+
+UNET_TAGS = (
+    "deep learning",
+    "supervised",
+    "supervised classification",
+    "classification",
+    "U-Net",
+    "semantic segmentation",
+    "neural network",
+    "CNN",
+    "land cover",
+    "PyTorch",
 )
 
 
@@ -47,14 +58,13 @@ def _raster_files(layers: list[Any], parameter: str) -> list[str]:
     return [raster_source(layer, parameter) for layer in layers]
 
 
-def _number_text(value: str, parameter: str) -> str:
-    try:
-        float(value)
-    except ValueError:
-        raise QgsProcessingException(
-            f"{parameter} {value!r} is not a number (e.g. 0 or 255)."
-        ) from None
-    return value
+def _given(parameters: dict[str, Any], name: str) -> bool:
+    """Whether an optional parameter has a value (not None, '' or an empty list)."""
+    return parameters.get(name) not in (None, "", [])
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 class TrainUnetAlgorithm(LandSegAlgorithm):
@@ -63,59 +73,70 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
     algorithm_id = "trainunet"
     display_name = "Train U-Net"
     group_id = "supervised"
+    short_description = "Train a U-Net on images with label rasters or polygons; write a model."
+    keywords = (*UNET_TAGS, "training", "train")
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare images, labels, training settings and the model and report outputs."""
         d = TRAIN_DEFAULTS
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "INPUTS", self.tr("Images (same bands)"), layerType=RASTERS, optional=True
+                "INPUTS", self.tr("Images"), layerType=RASTERS, optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "LABELS",
-                self.tr("Label rasters, in the same order as the images"),
-                layerType=RASTERS,
-                optional=True,
+                "LABELS", self.tr("Label rasters"), layerType=RASTERS, optional=True
             )
         )
         self.addParameter(
-            QgsProcessingParameterVectorLayer(
-                "LABEL_POLYGONS",
-                self.tr("Label polygons (instead of label rasters)"),
-                types=[POLYGONS],
-                optional=True,
+            QgsProcessingParameterFeatureSource(
+                "LABEL_POLYGONS", self.tr("Label polygons"), types=[POLYGONS], optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterField(
                 "CLASS_FIELD",
-                self.tr("Class field of the label polygons"),
+                self.tr("Class field"),
                 parentLayerParameterName="LABEL_POLYGONS",
                 optional=True,
             )
         )
         self.addParameter(
             QgsProcessingParameterFile(
+                "TILE_FOLDER", self.tr("Tile folder"), behavior=FOLDER, optional=True
+            )
+        )
+        for key, text in (
+            (
+                "INPUTS",
+                "Image rasters with the same bands. Train on images with label "
+                "rasters or label polygons, or on a tile folder instead.",
+            ),
+            (
+                "LABELS",
+                "One label raster per image, in the same order (class values; the "
+                "ignore value for unlabelled pixels).",
+            ),
+            (
+                "LABEL_POLYGONS",
+                "Labelled polygons instead of label rasters: any polygon "
+                "layer (a scratch layer, a filtered layer, selected features only).",
+            ),
+            ("CLASS_FIELD", "Field of the label polygons holding the class (integer or text)."),
+            (
                 "TILE_FOLDER",
-                self.tr("Tile folder with train/ val/ test/ image and label tiles (instead)"),
-                behavior=FOLDER,
-                optional=True,
-            )
+                "Instead of images: a folder with train/, val/ (and test/) "
+                "subfolders of image and label tiles.",
+            ),
+        ):
+            self.parameterDefinition(key).setHelp(self.tr(text))
+        ignore = QgsProcessingParameterNumber(
+            "IGNORE_VALUE", self.tr("Ignore value"), type=DOUBLE, optional=True
         )
-        self.addParameter(
-            QgsProcessingParameterString(
-                "IGNORE_VALUE", self.tr("Label value of unlabelled pixels (e.g. 0)"), optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                "CLASSES",
-                self.tr("Class names and colours (1:forest:#1b7837,2:water:#2166ac)"),
-                optional=True,
-            )
-        )
+        ignore.setHelp(self.tr("Label value of unlabelled pixels (e.g. 0)."))
+        self.addParameter(ignore)
+        self.add_class_table("CLASSES", "Class table")
         self.addParameter(
             QgsProcessingParameterEnum(
                 "ENCODER",
@@ -133,74 +154,94 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
                 minValue=1,
             )
         )
-        for key, label, kind, default, low, high in (
-            ("BATCH_SIZE", "Batch size", INTEGER, d["batch_size"], 1, 1024),
+        for key, label, kind, default, low, high, text in (
+            ("BATCH_SIZE", "Batch size", INTEGER, d["batch_size"], 1, 1024, "Tiles per step."),
             (
                 "LEARNING_RATE",
-                "Learning rate (AdamW, cosine schedule)",
+                "Learning rate",
                 DOUBLE,
                 d["learning_rate"],
                 0.0,
                 1.0,
+                "AdamW learning rate, with a cosine schedule.",
             ),
             (
                 "PATIENCE",
-                "Early stopping: epochs without better validation mIoU (0: off)",
+                "Early stopping patience",
                 INTEGER,
                 d["patience"],
                 0,
                 10000,
+                "Stop after this many epochs without a better validation mIoU (0: off).",
             ),
-            ("TILE_SIZE", "Tile size (multiple of 32)", INTEGER, d["tile_size"], 32, 2048),
+            (
+                "TILE_SIZE",
+                "Tile size (pixels)",
+                INTEGER,
+                d["tile_size"],
+                32,
+                2048,
+                "Side of the training tiles, a multiple of 32.",
+            ),
             (
                 "VALIDATION_FRACTION",
-                "Share of labelled blocks held out for validation",
+                "Validation share",
                 DOUBLE,
                 d["validation_fraction"],
                 0.0,
                 0.9,
+                "Share of labelled blocks held out for validation.",
             ),
-            ("SEED", "Random seed", INTEGER, d["seed"], 0, None),
+            ("SEED", "Random seed", INTEGER, d["seed"], 0, None, "Same seed, same model."),
         ):
             parameter = QgsProcessingParameterNumber(
                 key, self.tr(label), type=kind, defaultValue=default, minValue=low
             )
             if high is not None:
                 parameter.setMaximum(high)
+            parameter.setHelp(self.tr(text))
             self.add_advanced(parameter)
         self.add_advanced(
             QgsProcessingParameterRasterLayer(
-                "VALIDATION_INPUT", self.tr("Separate validation image"), optional=True
+                "VALIDATION_INPUT", self.tr("Validation image"), optional=True
             )
         )
         self.add_advanced(
             QgsProcessingParameterRasterLayer(
-                "VALIDATION_LABELS", self.tr("Labels of the validation image"), optional=True
+                "VALIDATION_LABELS", self.tr("Validation labels"), optional=True
             )
         )
         self.add_advanced(
             QgsProcessingParameterFile(
-                "ENCODER_WEIGHTS",
-                self.tr("Pretrained encoder weights (local .safetensors or .pth state_dict)"),
-                optional=True,
+                "ENCODER_WEIGHTS", self.tr("Pretrained encoder weights"), optional=True
             )
         )
-        for key, label, default in (
-            ("CLASS_WEIGHTING", "Weight rare classes up", True),
-            ("AUGMENT", "Augment (flips, rotations, brightness jitter)", True),
-            ("NODATA_ZERO", "Treat pixels that are 0 in every band as nodata", False),
+        self.parameterDefinition("ENCODER_WEIGHTS").setHelp(
+            self.tr("A local .safetensors or .pth state_dict of the encoder (no download).")
+        )
+        for key, label, default, text in (
+            ("CLASS_WEIGHTING", "Weight rare classes up", True, "Inverse-frequency weights."),
+            ("AUGMENT", "Augment", True, "Random flips, rotations and brightness jitter."),
+            (
+                "NODATA_ZERO",
+                "All-zero pixels are nodata",
+                False,
+                "Treat pixels that are 0 in every band as nodata.",
+            ),
         ):
-            self.add_advanced(
-                QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=default)
-            )
-        self.add_advanced(
-            QgsProcessingParameterString(
-                "DEVICE", self.tr("Device (auto, cpu, cuda, cuda:1)"), defaultValue="auto"
-            )
-        )
+            parameter = QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=default)
+            parameter.setHelp(self.tr(text))
+            self.add_advanced(parameter)
+        self.add_device()
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
         self.addParameter(
             QgsProcessingParameterFileDestination(
-                "OUTPUT_MODEL", self.tr("Model file"), self.tr("LandSeg model (*.safetensors)")
+                "OUTPUT_MODEL",
+                self.tr("Model file"),
+                self.tr("LandSeg model (*.safetensors)"),
+                optional=True,
+                createByDefault=True,
             )
         )
         self.addParameter(
@@ -215,6 +256,54 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VAL_OA", self.tr("Validation overall accuracy")))
         self.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", self.tr("Epoch kept")))
 
+    def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
+        """One kind of training data, labels matching the images, class table, files."""
+        inputs = self.parameterAsLayerList(parameters, "INPUTS", context)
+        labels = self.parameterAsLayerList(parameters, "LABELS", context)
+        polygons = _given(parameters, "LABEL_POLYGONS")
+        folder = bool(self.parameterAsFile(parameters, "TILE_FOLDER", context))
+        errors: list[str | None] = [*super().check(parameters, context)]
+        if folder and (inputs or labels or polygons):
+            errors.append(
+                "Give a TILE_FOLDER or images (INPUTS with LABELS or LABEL_POLYGONS), not "
+                "both: leave the tile folder empty or the images and labels."
+            )
+        elif not folder and not inputs:
+            errors.append(
+                "No training data: give images (INPUTS) with label rasters (LABELS) or label "
+                "polygons (LABEL_POLYGONS), or a TILE_FOLDER."
+            )
+        elif not folder and labels and polygons:
+            errors.append(
+                "Give label rasters (LABELS) or label polygons (LABEL_POLYGONS), not both."
+            )
+        elif not folder and not labels and not polygons:
+            errors.append(
+                "The images need labels: label rasters (LABELS, one per image) or label "
+                "polygons (LABEL_POLYGONS with CLASS_FIELD)."
+            )
+        elif labels and len(labels) != len(inputs):
+            errors.append(
+                f"{len(inputs)} images but {len(labels)} label rasters: give one label raster "
+                "per image, in the same order."
+            )
+        if polygons and not self.parameterAsString(parameters, "CLASS_FIELD", context):
+            errors.append("Label polygons need CLASS_FIELD, the field holding each class.")
+        counts = {layer.bandCount() for layer in inputs if layer is not None}
+        if len(counts) > 1:
+            errors.append(
+                f"The images have different band counts ({sorted(counts)}): a U-Net takes "
+                "images with the same bands."
+            )
+        if _given(parameters, "VALIDATION_INPUT") != _given(parameters, "VALIDATION_LABELS"):
+            errors.append("Give both VALIDATION_INPUT and VALIDATION_LABELS, or neither.")
+        errors += [
+            class_table_error("CLASSES", self.classes_text(parameters, "CLASSES", context)),
+            extension_error("OUTPUT_MODEL", parameters.get("OUTPUT_MODEL"), ("safetensors",)),
+            extension_error("OUTPUT_REPORT", parameters.get("OUTPUT_REPORT"), ("html", "htm")),
+        ]
+        return errors
+
     def processAlgorithm(
         self,
         parameters: dict[str, Any],
@@ -228,7 +317,7 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         args = ["trainunet", model, "--overwrite"]
         inputs = _raster_files(self.parameterAsLayerList(parameters, "INPUTS", context), "INPUTS")
         labels = _raster_files(self.parameterAsLayerList(parameters, "LABELS", context), "LABELS")
-        polygons = self.parameterAsVectorLayer(parameters, "LABEL_POLYGONS", context)
+        polygons = vector_source(self, parameters, "LABEL_POLYGONS", context, feedback)
         folder = self.parameterAsFile(parameters, "TILE_FOLDER", context)
         if folder:
             args += ["--tile-folder", absolute(folder)]
@@ -237,25 +326,20 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         for path in inputs:
             args += ["--input", path]
         if polygons is not None:
-            if polygons.providerType() != "ogr":
-                raise QgsProcessingException(
-                    f"{polygons.name()} is not a file layer; save it (Export > Save Features "
-                    "As…) and give that file."
-                )
             field = self.parameterAsString(parameters, "CLASS_FIELD", context)
             if not field:
                 raise QgsProcessingException("Label polygons need CLASS_FIELD.")
-            args += ["--label-polygons", absolute(polygons.source()), "--class-field", field]
+            args += ["--label-polygons", polygons, "--class-field", field]
         for path in labels:
             args += ["--labels", path]
         if not folder and polygons is None and not labels:
             raise QgsProcessingException(
                 "Give label rasters (LABELS) or label polygons (LABEL_POLYGONS with CLASS_FIELD)."
             )
-        ignore = self.parameterAsString(parameters, "IGNORE_VALUE", context).strip()
-        if ignore:
-            args += ["--ignore-value", _number_text(ignore, "IGNORE_VALUE")]
-        classes = self.parameterAsString(parameters, "CLASSES", context).strip()
+        if _given(parameters, "IGNORE_VALUE"):
+            ignore = self.parameterAsDouble(parameters, "IGNORE_VALUE", context)
+            args += ["--ignore-value", _number_text(ignore)]
+        classes = self.classes_text(parameters, "CLASSES", context)
         if classes:
             args += ["--classes", classes]
         args += ["--encoder", ENCODERS[self.parameterAsEnum(parameters, "ENCODER", context)]]
@@ -294,8 +378,7 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
             args.append("--no-augment")
         if self.parameterAsBoolean(parameters, "NODATA_ZERO", context):
             args.append("--nodata-zero")
-        device = self.parameterAsString(parameters, "DEVICE", context).strip() or "auto"
-        args += ["--device", device]
+        args += self.device_args(parameters, context)
         outputs: dict[str, Any] = {"OUTPUT_MODEL": model}
         if parameters.get("OUTPUT_REPORT") is not None:
             report = absolute(self.parameterAsFileOutput(parameters, "OUTPUT_REPORT", context))
@@ -316,47 +399,44 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
     algorithm_id = "predictunet"
     display_name = "Classify with U-Net model"
     group_id = "supervised"
+    short_description = "Classify rasters with a model from Train U-Net (or DFC/ISB/W-Net)."
+    keywords = (*UNET_TAGS, "predict", "inference", "batch")
 
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare the raster (or a batch of rasters), the model file and the outputs."""
         self.addParameter(
-            QgsProcessingParameterRasterLayer(
-                "INPUT", self.tr("Input raster (or a batch below)"), optional=True
-            )
+            QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster"), optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterFile(
-                "MODEL",
-                self.tr("Model file (.safetensors from Train U-Net)"),
-                extension="safetensors",
-            )
+            QgsProcessingParameterFile("MODEL", self.tr("Model file"), extension="safetensors")
         )
+        self.add_extent()
         self.addParameter(
             QgsProcessingParameterMultipleLayers(
-                "INPUTS",
-                self.tr("Batch: input rasters (instead of INPUT; one output each)"),
-                layerType=RASTERS,
-                optional=True,
+                "INPUTS", self.tr("Batch: input rasters"), layerType=RASTERS, optional=True
             )
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                "INPUT_FOLDER",
-                self.tr("Batch: folder of input rasters (.tif, .vrt, .jp2, .img)"),
-                behavior=FOLDER,
-                optional=True,
+                "INPUT_FOLDER", self.tr("Batch: input folder"), behavior=FOLDER, optional=True
             )
         )
+        for key, text in (
+            ("INPUT", "The raster to classify; or leave it empty and give a batch below."),
+            ("MODEL", "A .safetensors model file from Train U-Net, DFC, ISB or W-Net."),
+            ("INPUTS", "Instead of INPUT: several rasters, one class raster each."),
+            (
+                "INPUT_FOLDER",
+                "Instead of INPUT: every raster (.tif, .vrt, .jp2, .img) of a folder.",
+            ),
+        ):
+            self.parameterDefinition(key).setHelp(self.tr(text))
         self.add_advanced(
             QgsProcessingParameterNumber(
                 "BATCH_SIZE", self.tr("Tiles per batch"), type=INTEGER, defaultValue=8, minValue=1
             )
         )
-        self.add_advanced(
-            QgsProcessingParameterString(
-                "DEVICE", self.tr("Device (auto, cpu, cuda, cuda:1)"), defaultValue="auto"
-            )
-        )
+        self.add_device()
         self.add_dask_scheduler()
         self.addParameter(  # optional for a batch; a temporary file by default
             QgsProcessingParameterRasterDestination(
@@ -366,7 +446,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "OUTPUT_CONFIDENCE",
-                self.tr("Confidence (probability of the class)"),
+                self.tr("Confidence"),
                 optional=True,
                 createByDefault=False,
             )
@@ -383,19 +463,66 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFolderDestination(
                 "OUTPUT_FOLDER",
-                self.tr("Batch: output folder (<input name>.tif each)"),
+                self.tr("Batch: output folder"),
                 optional=True,
                 createByDefault=False,
             )
         )
         self.addParameter(
-            QgsProcessingParameterRasterDestination(
+            VrtDestination(
                 "OUTPUT_MOSAIC",
-                self.tr("Batch: VRT mosaic of the class rasters (.vrt)"),
+                self.tr("Batch: mosaic (VRT)"),
                 optional=True,
                 createByDefault=False,
             )
         )
+        for key, text in (
+            ("OUTPUT_CONFIDENCE", "Probability of the chosen class, per pixel."),
+            ("OUTPUT_FOLDER", "Batch: one class raster <input name>.tif per input."),
+            ("OUTPUT_MOSAIC", "Batch: a GDAL VRT mosaic of the class rasters (no copy)."),
+        ):
+            self.parameterDefinition(key).setHelp(self.tr(text))
+
+    def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
+        """One input kind, batch-only and single-only outputs, output files."""
+        single = _given(parameters, "INPUT")
+        batch = [key for key in ("INPUTS", "INPUT_FOLDER") if _given(parameters, key)]
+        errors: list[str | None] = [*super().check(parameters, context)]
+        if single + len(batch) > 1:
+            errors.append(
+                "Give one raster (INPUT), input rasters (INPUTS) or a folder of rasters "
+                "(INPUT_FOLDER): only one of them."
+            )
+        elif not single and not batch:
+            errors.append(
+                "No input: give a raster (INPUT), or for a batch input rasters (INPUTS) or "
+                "a folder of rasters (INPUT_FOLDER)."
+            )
+        elif batch:
+            for key in ("OUTPUT_CONFIDENCE", "OUTPUT_POLYGONS"):
+                if parameters.get(key) is not None:
+                    errors.append(
+                        f"{key} is written for one raster (INPUT) only; leave it out for a "
+                        "batch, or vectorize the class rasters with landseg:vectorize."
+                    )
+            if _given(parameters, "EXTENT"):
+                errors.append("EXTENT applies to one raster (INPUT); leave it empty for a batch.")
+        elif parameters.get("OUTPUT_MOSAIC") is not None:
+            errors.append(
+                "OUTPUT_MOSAIC is for a batch (INPUTS or INPUT_FOLDER); leave it out for one "
+                "raster."
+            )
+        mosaic = destination_path(parameters.get("OUTPUT_MOSAIC"))
+        if mosaic and not mosaic.lower().endswith(".vrt"):
+            errors.append(
+                f"OUTPUT_MOSAIC {mosaic}: the mosaic is a GDAL VRT (it refers to the class "
+                "rasters, no pixel is copied); give a .vrt file name."
+            )
+        errors += [
+            extension_error(key, parameters.get(key), ("tif", "tiff"))
+            for key in ("OUTPUT", "OUTPUT_CONFIDENCE")
+        ]
+        return errors
 
     def processAlgorithm(
         self,
@@ -409,8 +536,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             "--overwrite",
             "--batch-size",
             str(self.parameterAsInt(parameters, "BATCH_SIZE", context)),
-            "--device",
-            self.parameterAsString(parameters, "DEVICE", context).strip() or "auto",
+            *self.device_args(parameters, context),
             *self.dask_args(parameters, context),
         ]
         layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
@@ -433,7 +559,9 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
                 "OUTPUT_MOSAIC is for a batch (INPUTS or INPUT_FOLDER); leave it out for one "
                 "raster."
             )
-        source = raster_source(layer, "INPUT")
+        source = clip_to_extent(
+            self, parameters, layer, raster_source(layer, "INPUT"), context, feedback
+        )
         output = self.output_path(parameters, "OUTPUT", context, "classes.tif")
         args = ["predictunet", source, model, output, *options]
         files = [output]
@@ -457,8 +585,8 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             attach_styler(context, confidence, LayerStyler("U-Net confidence"))
             outputs["OUTPUT_CONFIDENCE"] = confidence
         if polygons_tmp:
-            outputs["OUTPUT_POLYGONS"] = self._copy_polygons(
-                polygons_tmp, parameters, context, feedback
+            outputs["OUTPUT_POLYGONS"] = copy_polygons(
+                self, polygons_tmp, parameters, "OUTPUT_POLYGONS", context, feedback
             )
             attach_styler(context, outputs["OUTPUT_POLYGONS"], LayerStyler("U-Net class polygons"))
         return outputs
@@ -530,29 +658,3 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             loads[vrt] = loads.pop(path)
             context.setLayersToLoadOnCompletion(loads)
         return vrt
-
-    def _copy_polygons(
-        self,
-        path: str,
-        parameters: dict[str, Any],
-        context: QgsProcessingContext,
-        feedback: QgsProcessingFeedback,
-    ) -> str:
-        """Copy the engine's polygons into the user's sink (any format, or memory)."""
-        layer = QgsVectorLayer(path, "classes", "ogr")
-        if not layer.isValid():
-            raise QgsProcessingException(f"Cannot read the polygons the engine wrote: {path}")
-        sink, sink_id = self.parameterAsSink(
-            parameters, "OUTPUT_POLYGONS", context, layer.fields(), layer.wkbType(), layer.crs()
-        )
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, "OUTPUT_POLYGONS"))
-        for feature in layer.getFeatures():
-            if feedback.isCanceled():
-                break
-            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
-        del layer
-        for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(path + suffix):
-                os.remove(path + suffix)
-        return sink_id

@@ -21,10 +21,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterString,
-    QgsProcessingUtils,
     QgsRasterLayer,
-    QgsVectorFileWriter,
     QgsVectorLayer,
 )
 
@@ -33,9 +30,11 @@ from ...core.params import (
     UNSUPERVISED,
     UNSUPERVISED_COMMON,
 )
+from ..checks import class_table_error, extension_error, numbers_error
 from ..engine import run_engine
+from ..sources import absolute, clip_to_extent, raster_source, vector_layer_path
 from ..styling import LayerStyler, attach_styler, write_class_style
-from .base import INTEGER, RASTERS, LandSegAlgorithm, absolute, raster_source
+from .base import INTEGER, RASTERS, LandSegAlgorithm
 
 try:
     from qgis.core import Qgis
@@ -51,11 +50,23 @@ except AttributeError:
 _NAMES = {"isb": "ISB", "dfc": "DFC", "wnet": "W-Net"}
 MODES = ("auto", "image", "dataset")
 _MODE_LABELS = (
-    "Auto (whole image up to 512 x 512 pixels, else sampled tiles)",
-    "Whole image (as in the papers)",
-    "Dataset: train on sampled tiles, label every tile with the same network",
+    "Auto (whole image up to 512 x 512, else tiles)",
+    "Whole image",
+    "Dataset of sampled tiles",
 )
 ASSIGNMENTS = ("hungarian", "majority")
+UNSUPERVISED_TAGS = (
+    "unsupervised",
+    "clustering",
+    "classification",
+    "unsupervised classification",
+    "deep learning",
+    "neural network",
+    "CNN",
+    "segmentation",
+    "land cover",
+    "PyTorch",
+)
 _ASSIGNMENT_LABELS = ("One-to-one (Hungarian)", "Many-to-one (majority)")
 
 
@@ -68,6 +79,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
     def initAlgorithm(self, configuration: dict[str, Any] | None = None) -> None:
         """Declare input, method settings, optional scribbles and reference, outputs."""
         self.add_input_and_bands()
+        self.add_extent()
         for param in UNSUPERVISED[self.method]:
             self.add_spec(param)
         self.add_stretch()
@@ -75,15 +87,22 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             self.addParameter(
                 QgsProcessingParameterMapLayer(
                     "SCRIBBLES",
-                    self.tr("Scribbles: lines or polygons with a class field, or a raster"),
+                    self.tr("Scribbles"),
                     optional=True,
                     types=[LINES, POLYGONS, RASTERS],
+                )
+            )
+            self.parameterDefinition("SCRIBBLES").setHelp(
+                self.tr(
+                    "A few strokes per class guiding the clusters: lines or polygons with a "
+                    "class field (any vector layer, a scratch layer too), or a raster of "
+                    "class values (0: no scribble)."
                 )
             )
             self.addParameter(
                 QgsProcessingParameterField(
                     "SCRIBBLE_FIELD",
-                    self.tr("Class field of the scribbles"),
+                    self.tr("Scribble class field"),
                     parentLayerParameterName="SCRIBBLES",
                     optional=True,
                 )
@@ -91,8 +110,14 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterRasterLayer(
                 "REFERENCE",
-                self.tr("Reference classes (map clusters to them)"),
+                self.tr("Reference classes"),
                 optional=True,
+            )
+        )
+        self.parameterDefinition("REFERENCE").setHelp(
+            self.tr(
+                "A raster of known classes: each cluster is mapped to a class, and the ARI "
+                "and the accuracy after mapping are reported."
             )
         )
         self.addParameter(
@@ -103,19 +128,13 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 defaultValue=0,
             )
         )
-        self.add_advanced(
-            QgsProcessingParameterString(
-                "REFERENCE_CLASSES",
-                self.tr("Reference class names and colours (1:forest:#1b7837,2:water:#2166ac)"),
-                optional=True,
-            )
-        )
-        self.add_advanced(
-            QgsProcessingParameterString(
-                "REFERENCE_IGNORE",
-                self.tr("Reference values to leave out, comma-separated (e.g. 0)"),
-                optional=True,
-            )
+        self.add_class_table("REFERENCE_CLASSES", "Reference class table", advanced=True)
+        self.add_numbers(
+            "REFERENCE_IGNORE",
+            "Reference values to ignore",
+            "Reference values left out of the mapping and the scores (e.g. 0); "
+            "scripts may give 0,255.",
+            advanced=True,
         )
         self.add_advanced(
             QgsProcessingParameterEnum(
@@ -129,11 +148,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             self.add_spec(param)
         self.add_percentiles()
         self.add_spec(SEED)
-        self.add_advanced(
-            QgsProcessingParameterString(
-                "DEVICE", self.tr("Device (auto, cpu, cuda, cuda:1)"), defaultValue="auto"
-            )
-        )
+        self.add_device()
         self.add_advanced(
             QgsProcessingParameterNumber(
                 "THREADS",
@@ -143,7 +158,13 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 minValue=0,
             )
         )
-        self.addParameter(QgsProcessingParameterRasterDestination("OUTPUT", self.tr("Clusters")))
+        # Optional (a temporary file when left out), so a model that shows it as an
+        # output does not make qgis_process ask for it.
+        self.addParameter(
+            QgsProcessingParameterRasterDestination(
+                "OUTPUT", self.tr("Clusters"), optional=True, createByDefault=True
+            )
+        )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "OUTPUT_MAPPED",
@@ -155,7 +176,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_MAPPING",
-                self.tr("Cluster to class table"),
+                self.tr("Cluster to class table (CSV)"),
                 self.tr("CSV files (*.csv)"),
                 optional=True,
                 createByDefault=False,
@@ -164,10 +185,15 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 "OUTPUT_MODEL",
-                self.tr("Model file (apply it with Classify with U-Net model)"),
+                self.tr("Model file"),
                 self.tr("LandSeg model (*.safetensors)"),
                 optional=True,
                 createByDefault=False,
+            )
+        )
+        self.parameterDefinition("OUTPUT_MODEL").setHelp(
+            self.tr(
+                "The trained network; apply it to other rasters with Classify with U-Net model."
             )
         )
         self.addOutput(QgsProcessingOutputNumber("N_CLUSTERS", self.tr("Number of clusters")))
@@ -177,6 +203,39 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             QgsProcessingOutputNumber("OVERALL_ACCURACY", self.tr("Overall accuracy after mapping"))
         )
 
+    def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
+        """Bands, class table, ignored values, scribble field, output files."""
+        errors = [
+            *super().check(parameters, context),
+            self.bands_error(parameters, context),
+            class_table_error(
+                "REFERENCE_CLASSES",
+                self.classes_text(parameters, "REFERENCE_CLASSES", context),
+                allow_zero=True,
+            ),
+            numbers_error(
+                "REFERENCE_IGNORE", self.numbers(parameters, "REFERENCE_IGNORE", context)
+            ),
+            *(
+                extension_error(key, parameters.get(key), ("tif", "tiff"))
+                for key in ("OUTPUT", "OUTPUT_MAPPED")
+            ),
+            extension_error("OUTPUT_MAPPING", parameters.get("OUTPUT_MAPPING"), ("csv",)),
+            extension_error("OUTPUT_MODEL", parameters.get("OUTPUT_MODEL"), ("safetensors",)),
+        ]
+        if self.method == "dfc" and parameters.get("SCRIBBLES") not in (None, ""):
+            layer = self.parameterAsLayer(parameters, "SCRIBBLES", context)
+            field = self.parameterAsString(parameters, "SCRIBBLE_FIELD", context)
+            if isinstance(layer, QgsVectorLayer):
+                if not field:
+                    errors.append(
+                        "Vector scribbles need SCRIBBLE_FIELD, the field holding each "
+                        "stroke's class."
+                    )
+                elif layer.fields().indexOf(field) < 0:
+                    errors.append(f"SCRIBBLES ({layer.name()}) has no field {field!r}.")
+        return errors
+
     def processAlgorithm(
         self,
         parameters: dict[str, Any],
@@ -184,7 +243,10 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         feedback: QgsProcessingFeedback,
     ) -> dict[str, Any]:
         """Run ``python -m core <method>`` and load the styled clusters."""
-        source = raster_source(self.parameterAsRasterLayer(parameters, "INPUT", context), "INPUT")
+        layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+        source = clip_to_extent(
+            self, parameters, layer, raster_source(layer, "INPUT"), context, feedback
+        )
         output = self.output_path(parameters, "OUTPUT", context, "clusters.tif")
         args = [
             self.method,
@@ -194,8 +256,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             *self.stretch_args(parameters, context),
             "--mode",
             MODES[self.parameterAsEnum(parameters, "MODE", context)],
-            "--device",
-            self.parameterAsString(parameters, "DEVICE", context).strip() or "auto",
+            *self.device_args(parameters, context),
             SEED.option,
             str(self.parameterAsInt(parameters, "SEED", context)),
         ]
@@ -212,16 +273,21 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context)
         mapped = mapping = None
         if reference is not None:
+            reference_file = raster_source(reference, "REFERENCE")
+            if not reference.crs().isValid():  # pixel coordinates: cut the same window
+                reference_file = clip_to_extent(
+                    self, parameters, reference, reference_file, context, window_of=layer
+                )
             args += [
                 "--reference",
-                raster_source(reference, "REFERENCE"),
+                reference_file,
                 "--assignment",
                 ASSIGNMENTS[self.parameterAsEnum(parameters, "ASSIGNMENT", context)],
             ]
-            names = self.parameterAsString(parameters, "REFERENCE_CLASSES", context).strip()
+            names = self.classes_text(parameters, "REFERENCE_CLASSES", context)
             if names:
                 args += ["--reference-classes", names]
-            for value in self._ignore_values(parameters, context):
+            for value in self.numbers(parameters, "REFERENCE_IGNORE", context):
                 args += ["--reference-ignore", value]
             if parameters.get("OUTPUT_MAPPED") is not None:
                 mapped = absolute(self.parameterAsOutputLayer(parameters, "OUTPUT_MAPPED", context))
@@ -275,29 +341,19 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             outputs["OUTPUT_MAPPING"] = mapping
         return outputs
 
-    def _ignore_values(
-        self, parameters: dict[str, Any], context: QgsProcessingContext
-    ) -> list[str]:
-        text = self.parameterAsString(parameters, "REFERENCE_IGNORE", context)
-        values = [part.strip() for part in text.split(",") if part.strip()]
-        for value in values:
-            try:
-                float(value)
-            except ValueError:
-                raise QgsProcessingException(
-                    f"REFERENCE_IGNORE {value!r} is not a number; give values such as 0,255."
-                ) from None
-        return values
-
     def _scribble_args(
         self, parameters: dict[str, Any], context: QgsProcessingContext
     ) -> list[str]:
-        """Scribble options: a raster file, or a vector file (memory layers are saved)."""
+        """Scribble options: a raster file, or a vector file (other layers are saved)."""
         layer = self.parameterAsLayer(parameters, "SCRIBBLES", context)
         if layer is None:
             return []
         if isinstance(layer, QgsRasterLayer):
-            return ["--scribbles", raster_source(layer, "SCRIBBLES")]
+            path = raster_source(layer, "SCRIBBLES")
+            if not layer.crs().isValid():
+                input_layer = self.parameterAsRasterLayer(parameters, "INPUT", context)
+                path = clip_to_extent(self, parameters, layer, path, context, window_of=input_layer)
+            return ["--scribbles", path]
         if not isinstance(layer, QgsVectorLayer):
             raise QgsProcessingException("SCRIBBLES must be a vector or a raster layer.")
         field = self.parameterAsString(parameters, "SCRIBBLE_FIELD", context)
@@ -307,18 +363,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             )
         if layer.fields().indexOf(field) < 0:
             raise QgsProcessingException(f"SCRIBBLES has no field {field!r}.")
-        if layer.providerType() == "ogr":
-            path = absolute(layer.source())
-        else:  # a scratch layer drawn in QGIS: save it for the engine
-            path = QgsProcessingUtils.generateTempFilename("scribbles.gpkg")
-            options = QgsVectorFileWriter.SaveVectorOptions()
-            options.driverName = "GPKG"
-            write = getattr(QgsVectorFileWriter, "writeAsVectorFormatV3", None) or (
-                QgsVectorFileWriter.writeAsVectorFormatV2
-            )
-            error = write(layer, path, context.transformContext(), options)
-            if error[0] != QgsVectorFileWriter.WriterError.NoError:
-                raise QgsProcessingException(f"Cannot save the scribbles: {error[1]}")
+        path = vector_layer_path(layer, context, "scribbles")
         return ["--scribbles", path, "--scribble-field", field]
 
 
@@ -328,6 +373,8 @@ class IsbAlgorithm(UnsupervisedAlgorithm):
     algorithm_id = "isb"
     display_name = "ISB: segmentation by backpropagation"
     method = "isb"
+    short_description = "Clusters found by a CNN trained on the raster itself (Kanezaki 2018)."
+    keywords = (*UNSUPERVISED_TAGS, "ISB", "superpixels")
 
 
 class DfcAlgorithm(UnsupervisedAlgorithm):
@@ -336,6 +383,8 @@ class DfcAlgorithm(UnsupervisedAlgorithm):
     algorithm_id = "dfc"
     display_name = "DFC: differentiable feature clustering"
     method = "dfc"
+    short_description = "Clusters by differentiable feature clustering, guided by scribbles."
+    keywords = (*UNSUPERVISED_TAGS, "DFC", "scribbles", "semi-supervised")
 
 
 class WnetAlgorithm(UnsupervisedAlgorithm):
@@ -344,3 +393,5 @@ class WnetAlgorithm(UnsupervisedAlgorithm):
     algorithm_id = "wnet"
     display_name = "W-Net: unsupervised segmentation"
     method = "wnet"
+    short_description = "Clusters by a W-Net autoencoder with a soft normalized-cut loss."
+    keywords = (*UNSUPERVISED_TAGS, "W-Net", "autoencoder", "normalized cut")

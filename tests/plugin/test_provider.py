@@ -141,3 +141,48 @@ def test_package_ships_the_plugin_and_nothing_else(tmp_path):
             )
         ), name
         assert "__pycache__" not in name
+
+
+def test_package_passes_the_plugin_repository_checks(tmp_path):
+    target = tmp_path / "landseg.zip"
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "package.py"), "--output", str(target)],
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_package.py"), str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_package_check_refuses_what_the_repository_refuses(tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_package import check_zip
+
+    metadata = (ROOT / "metadata.txt").read_text(encoding="utf-8")
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr(
+            "landseg/metadata.txt",
+            metadata.replace("category=Raster", "category=Analysis")
+            .replace("tracker=https://", "tracker=")
+            .replace("description=", "description=100% "),
+        )
+        archive.writestr("landseg/__init__.py", "")
+        archive.writestr("landseg/core/__pycache__/x.cpython-311.pyc", b"")
+        archive.writestr("landseg/lib/tool.so", b"\x7fELF....")
+    problems = "\n".join(check_zip(bad))
+    for expected in ("LICENSE", ".pyc", "__pycache__", "binaries", "cannot be parsed"):
+        assert expected in problems, expected
+    fixed = metadata.replace("category=Raster", "category=Analysis").replace(
+        "tracker=https://", "tracker="
+    )
+    from check_package import check_metadata
+
+    names = ["landseg/resources/icons/landseg.svg"]
+    problems = "\n".join(check_metadata(fixed, names, "landseg"))
+    assert "category" in problems and "tracker" in problems
+    assert check_metadata(metadata, names, "landseg") == []

@@ -218,3 +218,65 @@ def test_relative_paths_are_relative_to_the_callers_folder(qgis_config, tmp_path
     )
     assert json.loads(proc.stdout)["results"]["N_SEGMENTS"] >= 1
     assert (tmp_path / "out.tif").exists()
+
+
+def test_help_shows_the_outputs_of_the_example_models(qgis_config):
+    """Models are read once the provider is registered, so their outputs are known."""
+    expected = {
+        "landseg:SLIC superpixels to polygons": ("slic:Segments", "vectorize:Polygons"),
+        "landseg:U-Net land cover workflow": ("train:Model", "accuracy:Accuracy report"),
+        "landseg:DFC clusters and their accuracy": ("dfc:Clusters",),
+    }
+    for model, outputs in expected.items():
+        text = qgis_process(qgis_config, "help", model).stdout
+        section = text.split("Outputs", 1)[1]
+        for output in outputs:
+            assert output in section, (model, output)
+
+
+def test_checks_answer_before_the_engine_starts(qgis_config, tmp_path):
+    src = write_tif(tmp_path / "in.tif", parcels((16, 16), 3))
+    proc = qgis_process(
+        qgis_config,
+        "run",
+        "landseg:trainunet",
+        "--",
+        f"INPUTS={src}",
+        f"TILE_FOLDER={tmp_path}",
+        "CLASSES=1:forest:#1b7837,2:water:#21",
+        f"OUTPUT_MODEL={tmp_path / 'm.safetensors'}",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "not both" in proc.stdout + proc.stderr
+    assert " -m core " not in proc.stdout  # the engine command never ran
+
+
+def test_old_string_forms_still_work(qgis_config, tmp_path):
+    """DEVICE, class tables and ignore lists as text, as scripts gave them before."""
+    image = parcels((48, 48), 3, cell=12)
+    src = write_tif(tmp_path / "in.tif", image)
+    reference = write_tif(
+        tmp_path / "ref.tif", (np.arange(48 * 48).reshape(1, 48, 48) % 3).astype(np.uint8)
+    )
+    proc = qgis_process(
+        qgis_config,
+        "--json",
+        "run",
+        "landseg:dfc",
+        "--",
+        f"INPUT={src}",
+        "MAX_CLUSTERS=6",
+        "MAX_ITER=3",
+        "THREADS=1",
+        "DEVICE=cpu",
+        f"REFERENCE={reference}",
+        "REFERENCE_CLASSES=1:forest:#1b7837,2:water:#2166ac",
+        "REFERENCE_IGNORE=0,255",
+        f"OUTPUT={tmp_path / 'clusters.tif'}",
+        f"OUTPUT_MAPPED={tmp_path / 'mapped.tif'}",
+    )
+    results = json.loads(proc.stdout)["results"]
+    assert Path(results["OUTPUT_MAPPED"]).exists()
+    names = Path(results["OUTPUT_MAPPED"]).with_suffix(".qml").read_text()
+    assert "forest" in names and "water" in names

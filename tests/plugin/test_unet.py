@@ -385,3 +385,41 @@ def test_algorithms_are_grouped_documented_and_have_icons(provider):
     assert {"INPUTS", "LABELS", "LABEL_POLYGONS", "CLASS_FIELD", "TILE_FOLDER"} <= keys
     assert {"IGNORE_VALUE", "CLASSES", "ENCODER", "VALIDATION_FRACTION", "SEED"} <= keys
     assert {"OUTPUT_MODEL", "OUTPUT_REPORT"} <= keys
+
+
+def test_predict_on_an_extent(model, crop, run, tmp_path):
+    """EXTENT (here in WGS 84) classifies only the pixels inside it, on the input's grid."""
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransform,
+        QgsProject,
+        QgsRectangle,
+    )
+
+    image = gdal.Open(str(crop["image"]))
+    x0, dx, _, y0, _, dy = image.GetGeoTransform()
+    rect = QgsRectangle(x0 + 10 * dx, y0 + 90 * dy, x0 + 70 * dx, y0 + 30 * dy)
+    transform = QgsCoordinateTransform(
+        QgsCoordinateReferenceSystem(image.GetProjection()),
+        QgsCoordinateReferenceSystem("EPSG:4326"),
+        QgsProject.instance(),
+    )
+    geo = transform.transformBoundingBox(rect)
+    result = run(
+        "landseg:predictunet",
+        {
+            "INPUT": str(crop["image"]),
+            "MODEL": str(model[0]),
+            "EXTENT": f"{geo.xMinimum()},{geo.xMaximum()},{geo.yMinimum()},{geo.yMaximum()} "
+            "[EPSG:4326]",
+            "OUTPUT": str(tmp_path / "part.tif"),
+        },
+    )
+    part = gdal.Open(result["OUTPUT"])
+    px, pdx, _, py, _, pdy = part.GetGeoTransform()
+    assert (pdx, pdy) == (dx, dy)
+    col, row = (px - x0) / dx, (py - y0) / dy
+    assert col == int(col) and row == int(row)  # on the input's grid
+    assert px <= rect.xMinimum() and px + part.RasterXSize * dx >= rect.xMaximum()
+    assert py >= rect.yMaximum() and py + part.RasterYSize * dy <= rect.yMinimum()
+    assert part.RasterXSize < 128 and part.RasterYSize < 128
