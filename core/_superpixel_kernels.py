@@ -199,28 +199,36 @@ def slic_kmeans(
     wsp: float,
     n_iter: int,
     n_chunks: int,
+    top: int = 0,
+    left: int = 0,
+    grid_height: int = 0,
+    grid_width: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """SLIC's k-means on block samples, started from the grid-cell means.
 
     ``wsp`` is the weight of squared pixel distances against squared value distances.
+    The ``rows x cols`` grid covers the ``grid_height x grid_width`` pixels from
+    (``top``, ``left``): the bounding box of the valid pixels (0 for the whole image).
     Returns the centres ``(K, 2 + C)`` float32 (row, column, band values), their
     ``alive`` flags and the sample labels ``(h, w)`` int32 (-1 for empty blocks).
     """
     n_bands, h, w = means.shape
     n_centres = rows * cols
-    cell_y = height / rows
-    cell_x = width / cols
+    if grid_height <= 0 or grid_width <= 0:
+        top, left, grid_height, grid_width = 0, 0, height, width
+    cell_y = grid_height / rows
+    cell_x = grid_width / cols
     # Sample positions (centre of the covered pixels) and their grid cells.
     ys = np.empty(h, dtype=np.float32)
     grid_y = np.empty(h, dtype=np.int64)
     for by in range(h):
         ys[by] = (by * s + min(by * s + s, height) - 1) * 0.5
-        grid_y[by] = min(int(ys[by] / cell_y), rows - 1)
+        grid_y[by] = min(max(int(np.floor((ys[by] - top) / cell_y)), 0), rows - 1)
     xs = np.empty(w, dtype=np.float32)
     grid_x = np.empty(w, dtype=np.int64)
     for bx in range(w):
         xs[bx] = (bx * s + min(bx * s + s, width) - 1) * 0.5
-        grid_x[bx] = min(int(xs[bx] / cell_x), cols - 1)
+        grid_x[bx] = min(max(int(np.floor((xs[bx] - left) / cell_x)), 0), cols - 1)
     # Initial centres: the sample nearest each grid-cell centre (or, when that block is
     # empty, the weighted mean of the cell's samples).
     sums = np.zeros((n_centres, 3 + n_bands), dtype=np.float64)
@@ -245,8 +253,8 @@ def slic_kmeans(
                 centres[k, j] = sums[k, 1 + j] / sums[k, 0]
             gy = k // cols
             gx = k % cols
-            by = min(int(((gy + 0.5) * cell_y) / s), h - 1)
-            bx = min(int(((gx + 0.5) * cell_x) / s), w - 1)
+            by = min(int((top + (gy + 0.5) * cell_y) / s), h - 1)
+            bx = min(int((left + (gx + 0.5) * cell_x) / s), w - 1)
             if weight[by, bx] > 0:
                 centres[k, 0] = ys[by]
                 centres[k, 1] = xs[bx]
@@ -477,17 +485,21 @@ def _split_large(
     seen: np.ndarray,
     ident: int,
     box: np.ndarray,
+    min_size: int,
     max_size: int,
     next_id: int,
 ) -> int:
     """Cut segment ``ident`` (inside ``box`` = y0, y1, x0, x1) into BFS pieces of ``max_size`` px.
 
-    The first piece keeps ``ident``; the others get ``next_id``, ``next_id + 1``...
-    Returns the next unused id.
+    The first piece keeps ``ident``; the others get ``next_id``, ``next_id + 1``... A
+    piece smaller than ``min_size`` is merged back, as scikit-image does: into an
+    earlier piece of the segment it touches, or else the neighbouring segment it touches
+    last in breadth-first order. Returns the next unused id.
     """
     height, width = out.shape
     y0, y1, x0, x1 = box[0], box[1], box[2], box[3]
     queue = np.empty(max_size + 4, dtype=np.int64)
+    first_id = next_id
     first = True
     y_start = y0
     while True:
@@ -510,6 +522,8 @@ def _split_large(
         first = False
         head = 0
         tail = 1
+        adjacent = 0
+        own = 0
         queue[0] = sy * width + sx
         seen[sy, sx] = True
         while head < tail:
@@ -518,19 +532,28 @@ def _split_large(
             y = p // width
             x = p % width
             out[y, x] = new
-            for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):  # scikit-image's order
                 ny = y + dy
                 nx = x + dx
-                if (
-                    tail < max_size
-                    and 0 <= ny < height
-                    and 0 <= nx < width
-                    and out[ny, nx] == ident
-                    and not seen[ny, nx]
-                ):
-                    seen[ny, nx] = True
-                    queue[tail] = ny * width + nx
-                    tail += 1
+                if not (0 <= ny < height and 0 <= nx < width):
+                    continue
+                v = out[ny, nx]
+                if v == ident and not seen[ny, nx]:
+                    if tail < max_size:
+                        seen[ny, nx] = True
+                        queue[tail] = ny * width + nx
+                        tail += 1
+                elif v > 0 and v != new:
+                    if v == ident or first_id <= v < new:
+                        own = v  # an earlier piece of this segment
+                    else:
+                        adjacent = v
+        if tail < min_size and new != ident:
+            target = own if own > 0 else adjacent
+            if target > 0:
+                for i in range(tail):
+                    out[queue[i] // width, queue[i] % width] = target
+                next_id -= 1
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -569,8 +592,8 @@ def connected_relabel(
     of the row above (union-find, rows in parallel strips). A segment smaller than
     ``min_size`` pixels joins the segment above (or left of) its first pixel, as
     scikit-image's ``_enforce_label_connectivity_cython`` does; a connected piece larger
-    than ``max_size`` is cut into breadth-first pieces of ``max_size`` pixels. Pixels
-    with label < 0 get 0.
+    than ``max_size`` is cut into breadth-first pieces of ``max_size`` pixels, and a cut
+    piece smaller than ``min_size`` joins back. Pixels with label < 0 get 0.
     """
     height, width = labels.shape
     offsets = np.cumsum(_count_runs(labels))
@@ -626,7 +649,9 @@ def connected_relabel(
         next_id = n + 1
         for r in range(n_runs):
             if parent[r] == r and size[r] > max_size and ident[r] > 0:
-                next_id = _split_large(out, seen, ident[r], box[ident[r]], max_size, next_id)
+                next_id = _split_large(
+                    out, seen, ident[r], box[ident[r]], min_size, max_size, next_id
+                )
     return out
 
 

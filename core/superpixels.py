@@ -104,6 +104,17 @@ def _smooth(image: np.ndarray, mask: np.ndarray, has_mask: bool, sigma: float) -
     return out
 
 
+def _bounding_box(
+    mask: np.ndarray, has_mask: bool, height: int, width: int
+) -> tuple[int, int, int, int]:
+    """Top, left, height and width of the smallest box holding every valid pixel."""
+    if not has_mask:
+        return 0, 0, height, width
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
+
+
 def _chunks() -> int:
     return max(int(numba.get_num_threads()), 1)
 
@@ -153,12 +164,14 @@ def slic(
         Make each segment one 4-connected region: disconnected pieces become their own
         segments, pieces smaller than ``min_size_factor`` times the mean segment size
         join the segment above (or left of) their first pixel, and pieces larger than
-        ``max_size_factor`` times it are cut (as scikit-image does).
+        ``max_size_factor`` times it are cut, a cut piece smaller than the minimum joining
+        back (as scikit-image does).
     min_size_factor, max_size_factor : float
         See ``enforce_connectivity``.
     mask : (H, W) bool array_like, optional
         True for valid pixels. The others get label 0 and take no part in the
-        clustering; centres are only seeded where the grid cell has valid pixels.
+        clustering. The grid covers the bounding box of the valid pixels (its step from
+        their count), and centres are only seeded where a grid cell has valid pixels.
 
     Returns
     -------
@@ -195,16 +208,20 @@ def slic(
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
         means, weight, low, high, _ = _k.slic_blocks(image, mask, has_mask, s)
-    rows = max(round(height / step), 1)
-    cols = max(round(width / step), 1)
-    spacing = max(height / rows, width / cols)
+    # The grid covers the valid pixels' bounding box (scikit-image spreads its seeds over
+    # the mask), so no centre starts on a masked margin and the count follows n_segments.
+    top, left, box_height, box_width = _bounding_box(mask, has_mask, height, width)
+    rows = max(round(box_height / step), 1)
+    cols = max(round(box_width / step), 1)
+    spacing = max(box_height / rows, box_width / cols)
     # scikit-image: v' = (v - low) / (high - low) / compactness and
     # d = |v'|^2 + |xy|^2 / spacing^2. We keep raw values: d * scale^2.
     value_range = high - low if high > low else 1.0
     wsp = (value_range * compactness / spacing) ** 2
     centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), _chunks()
-    )
+        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), _chunks(),
+        top, left, box_height, box_width,
+    )  # fmt: skip
     labels = _k.slic_assign_full(image, mask, has_mask, s, samples, centres, wsp)
     if not enforce_connectivity:
         return _k.relabel_consecutive(labels, rows * cols)
@@ -317,7 +334,8 @@ def felzenszwalb(
     image : (C, H, W) array_like
         Band values, any number of bands, typically stretched to 0-1.
     scale : float
-        Higher gives larger segments (positive).
+        Higher gives larger segments (0 or more; 0 only merges segments smaller than
+        ``min_size``, as in scikit-image).
     sigma : float
         Width (pixels) of the Gaussian pre-smoothing; 0 for none.
     min_size : int
@@ -340,8 +358,10 @@ def felzenszwalb(
     image, mask, has_mask, _ = _prepare(image, mask)
     if min_size < 0:
         raise ValueError(f"min_size must be 0 or more pixels, not {min_size}.")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, not {scale}.")
+    if not scale >= 0:
+        raise ValueError(
+            f"scale must be 0 (only merge segments smaller than min_size) or more, not {scale}."
+        )
     if sigma < 0:
         raise ValueError(f"sigma must be 0 (no smoothing) or positive, not {sigma}.")
     _check_finite(image, mask, has_mask)
