@@ -87,20 +87,32 @@ def _smooth(image: np.ndarray, mask: np.ndarray, has_mask: bool, sigma: float) -
     """Gaussian pre-smoothing per band (reflect at the border, 4 sigma).
 
     With a mask this is a normalized convolution: masked pixels get no weight, so their
-    values cannot leak into valid pixels.
+    values cannot leak into valid pixels. Bands are filtered in parallel threads (SciPy
+    releases the GIL), one per numba thread.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from scipy import ndimage
 
-    if not has_mask:
-        return np.stack(
-            [ndimage.gaussian_filter(band, sigma, mode="reflect") for band in image]
-        ).astype(np.float32)
-    weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="reflect")
-    weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
     out = np.empty_like(image)
-    for c, band in enumerate(image):
-        smooth = ndimage.gaussian_filter(np.where(mask, band, 0), sigma, mode="reflect")
+    if has_mask:
+        weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="reflect")
+        weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
+
+    def one(c: int) -> None:
+        if not has_mask:
+            ndimage.gaussian_filter(image[c], sigma, mode="reflect", output=out[c])
+            return
+        smooth = ndimage.gaussian_filter(np.where(mask, image[c], 0), sigma, mode="reflect")
         out[c] = np.where(mask, smooth / weight, 0)
+
+    workers = min(_chunks(), len(image))
+    if workers < 2:
+        for c in range(len(image)):
+            one(c)
+        return out
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(len(image))))
     return out
 
 
