@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 from llvmlite import ir
+from llvmlite.binding import llvm_version_info
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -758,6 +759,10 @@ def fh_sort(keys: np.ndarray, n_chunks: int) -> np.ndarray:
 _FH_NODE = np.dtype([("size", np.int32), ("inner", np.float32)])
 
 
+# LLVM names the intrinsic by pointer type: opaque pointers ("p0") since LLVM 15.
+_PREFETCH = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
+
+
 @intrinsic
 def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202 (numba typing signature)
     """Hint the CPU to fetch ``array[index]`` into the caches (LLVM ``llvm.prefetch``)."""
@@ -771,7 +776,7 @@ def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202 (numba typing si
         i8p = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH)
         # read, high temporal locality, data cache
         builder.call(
             fn,
