@@ -87,21 +87,44 @@ def _smooth(image: np.ndarray, mask: np.ndarray, has_mask: bool, sigma: float) -
     """Gaussian pre-smoothing per band (reflect at the border, 4 sigma).
 
     With a mask this is a normalized convolution: masked pixels get no weight, so their
-    values cannot leak into valid pixels.
+    values cannot leak into valid pixels. Bands are filtered in parallel threads (SciPy
+    releases the GIL), one per numba thread.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from scipy import ndimage
 
-    if not has_mask:
-        return np.stack(
-            [ndimage.gaussian_filter(band, sigma, mode="reflect") for band in image]
-        ).astype(np.float32)
-    weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="reflect")
-    weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
     out = np.empty_like(image)
-    for c, band in enumerate(image):
-        smooth = ndimage.gaussian_filter(np.where(mask, band, 0), sigma, mode="reflect")
+    if has_mask:
+        weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="reflect")
+        weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
+
+    def one(c: int) -> None:
+        if not has_mask:
+            ndimage.gaussian_filter(image[c], sigma, mode="reflect", output=out[c])
+            return
+        smooth = ndimage.gaussian_filter(np.where(mask, image[c], 0), sigma, mode="reflect")
         out[c] = np.where(mask, smooth / weight, 0)
+
+    workers = min(_chunks(), len(image))
+    if workers < 2:
+        for c in range(len(image)):
+            one(c)
+        return out
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, range(len(image))))
     return out
+
+
+def _bounding_box(
+    mask: np.ndarray, has_mask: bool, height: int, width: int
+) -> tuple[int, int, int, int]:
+    """Top, left, height and width of the smallest box holding every valid pixel."""
+    if not has_mask:
+        return 0, 0, height, width
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
 
 
 def _chunks() -> int:
@@ -153,12 +176,14 @@ def slic(
         Make each segment one 4-connected region: disconnected pieces become their own
         segments, pieces smaller than ``min_size_factor`` times the mean segment size
         join the segment above (or left of) their first pixel, and pieces larger than
-        ``max_size_factor`` times it are cut (as scikit-image does).
+        ``max_size_factor`` times it are cut, a cut piece smaller than the minimum joining
+        back (as scikit-image does).
     min_size_factor, max_size_factor : float
         See ``enforce_connectivity``.
     mask : (H, W) bool array_like, optional
         True for valid pixels. The others get label 0 and take no part in the
-        clustering; centres are only seeded where the grid cell has valid pixels.
+        clustering. The grid covers the bounding box of the valid pixels (its step from
+        their count), and centres are only seeded where a grid cell has valid pixels.
 
     Returns
     -------
@@ -211,6 +236,7 @@ def slic(
         chunks=_chunks(),
         sums=(means, weight),
         n_valid=n_valid,
+        box=_bounding_box(mask, has_mask, height, width),
     )
 
 
@@ -229,6 +255,7 @@ def slic_steps(
     chunks: int,
     sums: tuple[np.ndarray, np.ndarray] | None = None,
     n_valid: int | None = None,
+    box: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """Run the SLIC body shared by :func:`slic` and :mod:`core.superpixel_blocks`.
 
@@ -248,17 +275,23 @@ def slic_steps(
     n_valid : int, optional
         Valid pixels: the mean segment size is then ``n_valid`` over the centres that
         received samples (in memory); without it ``step**2`` (block-wise).
+    box : (top, left, height, width), optional
+        Where the grid of centres lies: the valid pixels' bounding box in memory
+        (scikit-image spreads its seeds over the mask, so no centre starts on a masked
+        margin and the count follows ``n_segments``); the whole window by default.
     """
     height, width = image.shape[1:]
     s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
     means, weight = sums if sums is not None else _k.slic_blocks(image, mask, has_mask, s)[:2]
-    rows = max(round(height / step), 1)
-    cols = max(round(width / step), 1)
-    spacing = max(height / rows, width / cols)
+    top, left, box_height, box_width = box if box is not None else (0, 0, height, width)
+    rows = max(round(box_height / step), 1)
+    cols = max(round(box_width / step), 1)
+    spacing = max(box_height / rows, box_width / cols)
     wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
     centres, _, samples = _k.slic_kmeans(
-        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), chunks
-    )
+        means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), chunks,
+        top, left, box_height, box_width,
+    )  # fmt: skip
     labels = _k.slic_assign_full(image, mask, has_mask, s, samples, centres, wsp)
     if not enforce_connectivity:
         return _k.relabel_consecutive(labels, rows * cols)
@@ -374,7 +407,8 @@ def felzenszwalb(
     image : (C, H, W) array_like
         Band values, any number of bands, typically stretched to 0-1.
     scale : float
-        Higher gives larger segments (positive).
+        Higher gives larger segments (0 or more; 0 only merges segments smaller than
+        ``min_size``, as in scikit-image).
     sigma : float
         Width (pixels) of the Gaussian pre-smoothing; 0 for none.
     min_size : int
@@ -397,8 +431,10 @@ def felzenszwalb(
     image, mask, has_mask, _ = _prepare(image, mask)
     if min_size < 0:
         raise ValueError(f"min_size must be 0 or more pixels, not {min_size}.")
-    if not scale > 0:
-        raise ValueError(f"scale must be positive, not {scale}.")
+    if not scale >= 0:
+        raise ValueError(
+            f"scale must be 0 (only merge segments smaller than min_size) or more, not {scale}."
+        )
     if sigma < 0:
         raise ValueError(f"sigma must be 0 (no smoothing) or positive, not {sigma}.")
     _check_finite(image, mask, has_mask)

@@ -156,6 +156,50 @@ def test_slic_splits_oversized_pieces_and_keeps_them_connected():
     assert (out[5:9, 5:9] == out[4, 4]).all()
 
 
+def test_slic_grid_covers_the_valid_region_only():
+    """A masked margin holds no grid cell: 4 quadrants inside a 2 px border give 4 segments."""
+    image = quadrants(3)
+    mask = np.zeros((20, 21), bool)
+    mask[2:-2, 2:-2] = True
+    for connect in (False, True):
+        labels = superpixels.slic(
+            image, n_segments=4, compactness=1, mask=mask, enforce_connectivity=connect
+        )
+        assert_consecutive(labels, mask)
+        assert labels.max() == 4
+        for i, part in enumerate(
+            (
+                (slice(2, 10), slice(2, 10)),
+                (slice(2, 10), slice(10, -2)),
+                (slice(10, -2), slice(2, 10)),
+                (slice(10, -2), slice(10, -2)),
+            )
+        ):
+            assert (labels[part] == i + 1).all()
+
+
+def test_slic_merges_small_cut_pieces_back():
+    """A piece cut from an oversized segment that is below min_size joins its segment."""
+    labels = np.array([[0, 0, 0, 1, 1, 1], [1, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 0]], np.int32)
+    out = kernels.connected_relabel(labels, 4, 7, 2)
+    np.testing.assert_array_equal(out, np.repeat([[1, 1, 1, 2, 2, 2]], 3, axis=0))
+    # Large pieces stay cut, each connected, ids consecutive.
+    big = np.zeros((30, 30), np.int32)
+    out = kernels.connected_relabel(big, 50, 200, 2)
+    assert_consecutive(out)
+    sizes = np.bincount(out.ravel())[1:]
+    assert len(sizes) == 5 and sizes.min() >= 50 and sizes.max() <= 200 + 50
+    assert components_per_label(out, FOUR) == {1}
+
+
+def test_felzenszwalb_scale_zero_only_merges_small_segments():
+    image = np.array([[[0, 0.3], [0.7, 1]]])
+    labels = superpixels.felzenszwalb(image, scale=0, sigma=0, min_size=2)
+    np.testing.assert_array_equal(labels, [[1, 1], [2, 2]])
+    alone = superpixels.felzenszwalb(image, scale=0, sigma=0, min_size=0)
+    np.testing.assert_array_equal(alone, [[1, 2], [3, 4]])
+
+
 def test_felzenszwalb_count_and_connectivity_match_scikit_image():
     image = parcels((120, 130), 3, seed=4) / 200
     for scale in (10.0, 100.0, 1000.0):
