@@ -599,15 +599,35 @@ def _remove_vector(path: Path) -> None:
 def atomic_vector(path: str, *, overwrite: bool) -> Iterator[Path]:
     """:func:`core.io.atomic_output` for vector files with sidecars (Shapefile)."""
     final = io.check_output_path(path, overwrite=overwrite)
-    tmp = final.with_name(f".{final.stem}.landseg-partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+    tmp = io.partial_name(final)
     try:
         yield tmp
-        if overwrite:
+        backup = None
+        if io.in_output_group() and _vector_files(final):
+            backup = io.partial_name(final, "backup")
+            _move_vector(final, backup)
+        elif overwrite:
             _remove_vector(final)
-        for part in _vector_files(tmp):
-            os.replace(part, final.with_name(final.stem + part.name[len(tmp.stem) :]))
+        _move_vector(tmp, final)
+
+        def undo() -> None:
+            _remove_vector(final)
+            if backup is not None:
+                _move_vector(backup, final)
+
+        def finish() -> None:
+            if backup is not None:
+                _remove_vector(backup)
+
+        io.register_output(undo, finish)
     finally:
         _remove_vector(tmp)
+
+
+def _move_vector(src: Path, dst: Path) -> None:
+    """Rename a vector file and its sidecars (``a.shp``, ``a.dbf`` -> ``b.shp``, ``b.dbf``)."""
+    for part in _vector_files(src):
+        os.replace(part, dst.with_name(dst.stem + part.name[len(src.stem) :]))
 
 
 def map_transform(src: rasterio.DatasetReader) -> Affine:

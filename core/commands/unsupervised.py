@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..params import DEFAULT_PERCENTILES, UNSUPERVISED, UNSUPERVISED_COMMON, validate
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_device_arguments, add_param, add_seed, add_stretch_arguments
+from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -282,6 +283,7 @@ def _check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+@all_or_none
 def run_unsupervised(
     method: str,
     *,
