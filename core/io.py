@@ -390,11 +390,27 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     final = check_output_path(path, overwrite=overwrite)
     tmp = partial_name(final)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except Exception as err:
+            _raise_if_full(err, final)
+            raise
         _check_written(tmp, final)
         _commit(tmp, final)
     finally:
         _remove_with_sidecars(tmp)
+
+
+def _raise_if_full(err: Exception, final: Path) -> None:
+    """Name a full disk as the cause of a failed write (GDAL may only have printed it)."""
+    if isinstance(err, EngineError):
+        return
+    free = free_bytes(final.parent)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise EngineError(
+            f"Cannot write {final}: the disk holding {final.parent} is full ({free:,} bytes "
+            "free). Free some space or choose a folder on another disk; no output was written."
+        ) from err
 
 
 def _check_written(tmp: Path, final: Path) -> None:
