@@ -129,7 +129,7 @@ def test_a_disk_that_fills_while_writing_leaves_nothing(scene, small_disk, tmp_p
     disk = small_disk(1 << 20)
     assert shutil.disk_usage(disk).free >= io.MIN_FREE_BYTES
     args, outputs = command("felzenszwalb", scene, src=src, folder=disk)
-    refused(args + ["--scale", "1"], outputs, "disk", "full")
+    refused([*args, "--scale", "1"], outputs, "disk", "full")
     assert not leftovers(disk)
 
 
