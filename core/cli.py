@@ -211,9 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     reporter = Reporter(args.progress)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    watch_parent()
-    reporter.start(args.command, __version__)
     try:
+        reporter.start(args.command, __version__)
+        watch_parent()
         if args.command == "info":
             outputs = args.handler(args, reporter)
         else:
