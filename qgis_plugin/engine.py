@@ -268,6 +268,7 @@ def _follow(
     returncode = proc.wait()
     for reader in readers:
         reader.join(timeout=5)
+    _forget_signals(proc)
     if cancelled or feedback.isCanceled():
         remove_partial_outputs(outputs)
         raise QgsProcessingException("Cancelled; no output was written.")
@@ -329,6 +330,22 @@ def _cancel_on_signals(feedback: QgsProcessingFeedback, proc: subprocess.Popen[s
             if current is not _on_signal:
                 _PREVIOUS[signum] = current
                 signal.signal(signum, _on_signal)
+
+
+def _forget_signals(proc: subprocess.Popen[str]) -> None:
+    """Give SIGINT and SIGTERM back to their previous handlers once no run is left.
+
+    Outside a run QGIS keeps its own behaviour: SIGTERM ends the desktop at once, even
+    while its main thread is in Qt's event loop, where a Python handler would wait.
+    """
+    _RUNS[:] = [(f, p) for f, p in _RUNS if p is not proc and p.poll() is None]
+    if _RUNS or threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_PREVIOUS.items()):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        del _PREVIOUS[signum]
 
 
 def _on_signal(signum: int, frame: Any) -> None:

@@ -306,3 +306,9 @@ def test_the_engine_runs_in_its_own_process_group_and_knows_its_parent(provider)
         assert engine._lifetime_options() == {"start_new_session": True}
     env = engine.parent_environment({"A": "1"})
     assert env == {"A": "1", "LANDSEG_PARENT_PID": str(os.getpid())}
+
+
+def test_qgis_keeps_its_own_signal_handling_outside_a_run(run, image, tmp_path):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    run("landseg:felzenszwalb", {"INPUT": str(image), "OUTPUT": str(tmp_path / "f.tif")})
+    assert {s: signal.getsignal(s) for s in before} == before
