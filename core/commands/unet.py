@@ -332,7 +332,7 @@ def run_trainunet(
         if dst_report:
             tmp_report = stack.enter_context(io.atomic_output(dst_report, overwrite=overwrite))
             write_training_report(
-                tmp_report, result, table, train_data, dst_model, encoder=encoder,
+                str(tmp_report), result, table, train_data, dst_model, encoder=encoder,
                 epochs=epochs, summary=summary, device=str(torch_device), overwrite=True,
             )  # fmt: skip
             outputs["OUTPUT_REPORT"] = str(dst_report)
