@@ -159,6 +159,8 @@ def environment_error(err: BaseException) -> str | None:
     instead of asking for a bug report.
     """
     if isinstance(err, ModuleNotFoundError):
+        if (err.name or "").split(".")[0] in ("core", "landseg", __package__ or "core"):
+            return None  # one of LandSeg's own modules: a bug
         return (
             f"The engine is missing packages (no module {err.name!r} in {sys.executable}): "
             "run Set up the engine (LandSeg > Setup > Set up the engine, "
@@ -181,7 +183,10 @@ def environment_error(err: BaseException) -> str | None:
     for e in chain:
         if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             where = _user_name(str(e.filename)) if e.filename else "an output"
-            return f"Cannot write {where}: {e.strerror}. Choose a folder you can write to."
+            return (
+                f"Cannot open {where}: {e.strerror}. Check its permissions; for an output, "
+                "choose a folder you can write to."
+            )
     if not any(type(e).__module__.startswith("rasterio") for e in chain):
         return None
     detail = texts[-1]  # the innermost: GDAL's own words

@@ -122,5 +122,8 @@ def test_environment_errors_are_told_apart_from_bugs():
     assert environment_error(KeyError("x")) is None
     assert environment_error(ZeroDivisionError()) is None
     assert "missing packages" in str(environment_error(ModuleNotFoundError("no", name="torch")))
+    assert environment_error(ModuleNotFoundError("no", name="core.nothing")) is None  # ours
+    denied = PermissionError(13, "Permission denied", "/data/labels.tif")
+    assert "Cannot open /data/labels.tif: Permission denied" in str(environment_error(denied))
     full = OSError(28, "No space left on device", "/data/.out.landseg-partial-0123abcd.tif")
     assert "Cannot write /data/out.tif: the disk is full" in str(environment_error(full))
