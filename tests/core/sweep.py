@@ -38,7 +38,7 @@ COMMANDS = (
     "predictunet",
 )
 
-#: Commands with two outputs or more (duplicate paths, all-or-none).
+#: Commands with two outputs or more (two outputs on one path, all-or-none).
 MULTI_OUTPUT = tuple(c for c in COMMANDS if c != "vectorize")
 
 _FAST = {
