@@ -212,10 +212,21 @@ _BAD_BLOCK = re.compile(r"(?P<name>\S.*?), band \d+: IReadBlock failed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one engine command; returns the process exit status."""
+    """Run one engine command; returns the process exit status.
+
+    SIGTERM cancels the command like Ctrl+C; the previous handler is restored on return
+    (for callers that run commands in their own process, such as tests).
+    """
     args = build_parser().parse_args(argv)
     reporter = Reporter(args.progress)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run_command(args, reporter)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_command(args: argparse.Namespace, reporter: Reporter) -> int:
     try:
         reporter.start(args.command, __version__)
         watch_parent()

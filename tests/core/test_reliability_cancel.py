@@ -173,3 +173,12 @@ def test_a_cancelled_run_keeps_the_file_it_would_have_replaced(scene, tmp_path):
     assert rc == 130, events
     assert outputs[0].read_bytes() == b"the user's previous model"
     assert not leftovers(tmp_path)
+
+
+def test_a_command_run_in_this_process_gives_sigterm_back(scene, tmp_path):
+    from sweep import run
+
+    before = signal.getsignal(signal.SIGTERM)
+    rc, events = run(command("vectorize", scene, folder=tmp_path)[0])
+    assert rc == 0, events
+    assert signal.getsignal(signal.SIGTERM) is before
