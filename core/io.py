@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import errno
 import os
+import shutil
 import uuid
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from .protocol import EngineError
 
 __all__ = [
     "RasterInfo",
+    "all_or_none",
     "atomic_output",
     "check_output_path",
     "check_outputs",
@@ -192,17 +196,33 @@ def read_bands(
     return image, valid
 
 
+#: Less free space than this on an output's disk is refused before any work starts.
+MIN_FREE_BYTES = 1 << 20
+
+#: Below this much free space after a GeoTIFF is written, it is read back whole: GDAL
+#: may report a write that ran out of space only as a message and leave a cut file.
+VERIFY_BELOW_BYTES = 256 << 20
+
+
 def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
     """Check that an output can be written, before any work is done.
+
+    The folder must exist and accept a new file (tried, not guessed from permissions),
+    its disk must have at least :data:`MIN_FREE_BYTES` free, and the path must not be a
+    folder nor, without ``overwrite``, an existing file.
 
     Raises
     ------
     EngineError
-        If the folder does not exist or is not writable, or the file exists and
-        ``overwrite`` is false.
+        Naming the output, the problem and its fix.
     """
     out = Path(path)
     folder = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise EngineError(
+            f"Cannot write {out}: it is an existing folder. Give a file name, e.g. "
+            f"{out / ('output' + (out.suffix or '.tif'))}."
+        )
     if not folder.is_dir():
         raise EngineError(
             f"Cannot write {out}: the folder {folder} does not exist. Create it or choose "
@@ -218,7 +238,42 @@ def check_output_path(path: str | os.PathLike[str], *, overwrite: bool) -> Path:
             f"{out} already exists and LandSeg does not overwrite files without being asked. "
             "Choose another path, delete the file, or pass --overwrite."
         )
+    _try_writing(out, folder)
+    free = free_bytes(folder)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise EngineError(
+            f"Cannot write {out}: the disk holding {folder} is full ({free:,} bytes free). "
+            "Free some space or choose a folder on another disk."
+        )
     return out
+
+
+def _try_writing(out: Path, folder: Path) -> None:
+    """Create and remove an empty file in ``folder``: the one sure test that it can be written."""
+    probe = folder / f".{out.stem}.landseg-partial-{uuid.uuid4().hex[:8]}.probe"
+    try:
+        with open(probe, "x"):
+            pass
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise EngineError(
+                f"Cannot write {out}: the disk holding {folder} is full. Free some space or "
+                "choose a folder on another disk."
+            ) from None
+        raise EngineError(
+            f"Cannot write {out}: the folder {folder} does not accept new files "
+            f"({err.strerror}). Choose a folder you can write to."
+        ) from None
+    with contextlib.suppress(OSError):
+        probe.unlink()
+
+
+def free_bytes(folder: str | os.PathLike[str]) -> int | None:
+    """Free space for unprivileged users on the disk holding ``folder`` (None if unknown)."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
 
 
 def check_outputs(
@@ -241,11 +296,80 @@ def check_outputs(
     for path in (os.fspath(p) for p in rasters if p):
         if os.path.splitext(path)[1].lower() not in (".tif", ".tiff"):
             raise EngineError(f"{path}: raster outputs are GeoTIFF files; give a .tif path.")
-    absolute = [os.path.abspath(p) for p in given]
-    if len(set(absolute)) != len(absolute):
-        raise EngineError("Two outputs have the same path; give each output its own file.")
+    seen: dict[str, str] = {}
+    for path in given:
+        key = os.path.normcase(os.path.realpath(path))
+        if key in seen:
+            raise EngineError(
+                f"Two outputs have the same path ({seen[key]} and {path}): the second would "
+                "replace the first. Give each output its own file."
+            )
+        seen[key] = path
     for path in given:
         check_output_path(path, overwrite=overwrite)
+
+
+class _OutputGroup:
+    """Outputs committed inside :func:`all_or_none`: undo steps and final clean-ups."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+        self.finish: list[Callable[[], None]] = []
+
+
+_GROUP: contextvars.ContextVar[_OutputGroup | None] = contextvars.ContextVar(
+    "landseg_output_group", default=None
+)
+
+
+@contextlib.contextmanager
+def all_or_none() -> Iterator[None]:
+    """Keep the outputs committed inside the block only if the whole block succeeds.
+
+    :func:`atomic_output` moves each output into place as soon as it is written; inside
+    this block a file it replaces is first set aside. When the block fails or is
+    cancelled, the outputs already in place are removed and the files they replaced are
+    put back, so a multi-output command leaves all its outputs or none. Blocks nest: an
+    inner block's outputs are settled by the outermost one.
+    """
+    parent = _GROUP.get()
+    group = _OutputGroup()
+    token = _GROUP.set(group)
+    try:
+        yield
+    except BaseException:
+        _GROUP.reset(token)
+        for step in reversed(group.undo):
+            with contextlib.suppress(OSError):
+                step()
+        raise
+    _GROUP.reset(token)
+    if parent is not None:
+        parent.undo.extend(group.undo)
+        parent.finish.extend(group.finish)
+        return
+    for step in group.finish:
+        with contextlib.suppress(OSError):
+            step()
+
+
+def register_output(undo: Callable[[], None], finish: Callable[[], None] | None = None) -> None:
+    """Record a committed output in the enclosing :func:`all_or_none` block (if any)."""
+    group = _GROUP.get()
+    if group is not None:
+        group.undo.append(undo)
+        if finish is not None:
+            group.finish.append(finish)
+
+
+def in_output_group() -> bool:
+    """Whether outputs are committed inside an :func:`all_or_none` block."""
+    return _GROUP.get() is not None
+
+
+def partial_name(final: Path, kind: str = "partial") -> Path:
+    """Hidden name beside ``final`` for its temporary (``partial``) or set-aside copy."""
+    return final.with_name(f".{final.stem}.landseg-{kind}-{uuid.uuid4().hex[:8]}{final.suffix}")
 
 
 @contextlib.contextmanager
@@ -253,7 +377,10 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     """Write an output under a temporary name and move it into place only on success.
 
     A failed or cancelled run (exception, ``SIGTERM``) leaves neither a partial file nor
-    the temporary one.
+    the temporary one. Replacing a file also replaces or removes its sidecars
+    (``.aux.xml`` statistics, ``.msk``, ``.ovr``), so no stale statistics survive. A
+    GeoTIFF written on an almost full disk is read back whole before it is moved into
+    place (:data:`VERIFY_BELOW_BYTES`).
 
     Yields
     ------
@@ -261,23 +388,84 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
         Temporary path in the same folder, with the same suffix.
     """
     final = check_output_path(path, overwrite=overwrite)
-    tmp = final.with_name(f".{final.stem}.landseg-partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+    tmp = partial_name(final)
     try:
-        yield tmp
-        os.replace(tmp, final)
-        _move_sidecars(tmp, final)
+        try:
+            yield tmp
+        except Exception as err:
+            _raise_if_full(err, final)
+            raise
+        _check_written(tmp, final)
+        _commit(tmp, final)
     finally:
         _remove_with_sidecars(tmp)
 
 
-def _sidecars(path: Path) -> list[Path]:
-    return [path.with_name(path.name + ext) for ext in (".aux.xml", ".msk", ".ovr")]
+def _raise_if_full(err: Exception, final: Path) -> None:
+    """Name a full disk as the cause of a failed write (GDAL may only have printed it)."""
+    if isinstance(err, EngineError):
+        return
+    free = free_bytes(final.parent)
+    if free is not None and free < MIN_FREE_BYTES:
+        raise EngineError(
+            f"Cannot write {final}: the disk holding {final.parent} is full ({free:,} bytes "
+            "free). Free some space or choose a folder on another disk; no output was written."
+        ) from err
 
 
-def _move_sidecars(tmp: Path, final: Path) -> None:
+def _check_written(tmp: Path, final: Path) -> None:
+    """Refuse a GeoTIFF cut short by a full disk (GDAL may only have printed a message)."""
+    if tmp.suffix.lower() not in (".tif", ".tiff") or not tmp.exists():
+        return
+    free = free_bytes(tmp.parent)
+    if free is None or free >= VERIFY_BELOW_BYTES:
+        return
+    try:
+        with rasterio.open(tmp) as src:
+            for _, window in src.block_windows(1):
+                src.read(window=window)
+    except (RasterioIOError, rasterio.errors.RasterioError):
+        raise EngineError(
+            f"Cannot write {final}: the disk holding {final.parent} is full ({free:,} bytes "
+            "free; the file came out incomplete). Free some space or choose a "
+            "folder on another disk; no output was written."
+        ) from None
+
+
+def _commit(tmp: Path, final: Path) -> None:
+    """Move ``tmp`` (and its sidecars) into place; inside :func:`all_or_none`, undoably."""
+    backup = None
+    if in_output_group() and final.exists():
+        backup = partial_name(final, "backup")
+        os.replace(final, backup)
+        for side, target in zip(_sidecars(final), _sidecars(backup), strict=True):
+            if side.exists():
+                os.replace(side, target)
+    os.replace(tmp, final)
     for side, target in zip(_sidecars(tmp), _sidecars(final), strict=True):
         if side.exists():
             os.replace(side, target)
+        else:  # a stale sidecar of the replaced file (its statistics, its overviews)
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+
+    def undo() -> None:
+        _remove_with_sidecars(final)
+        if backup is not None:
+            os.replace(backup, final)
+            for side, target in zip(_sidecars(backup), _sidecars(final), strict=True):
+                if side.exists():
+                    os.replace(side, target)
+
+    def finish() -> None:
+        if backup is not None:
+            _remove_with_sidecars(backup)
+
+    register_output(undo, finish)
+
+
+def _sidecars(path: Path) -> list[Path]:
+    return [path.with_name(path.name + ext) for ext in (".aux.xml", ".msk", ".ovr")]
 
 
 def _remove_with_sidecars(path: Path) -> None:

@@ -31,6 +31,34 @@ __all__ = [
 #: Value of unlabelled pixels in the arrays this module returns.
 IGNORED = -1
 
+#: Class values LandSeg's class rasters can hold (0 is their nodata).
+CLASS_RANGE = (1, 65535)
+
+
+def check_class_values(values: np.ndarray, source: str) -> None:
+    """Refuse label values outside :data:`CLASS_RANGE` before they are used.
+
+    0 is left to the class table's own message (it is often "unlabelled"); negative
+    values would otherwise meet :data:`IGNORED` and too large ones could not be written.
+
+    Raises
+    ------
+    EngineError
+        Naming the source, the values and the fix.
+    """
+    low, high = CLASS_RANGE
+    bad = values[((values < low) & (values != 0)) | (values > high)]
+    if bad.size == 0:
+        return
+    found = np.unique(bad)
+    shown = ", ".join(f"{v:g}" for v in found[:5]) + (", ..." if len(found) > 5 else "")
+    raise EngineError(
+        f"The labels {source} hold class values outside {low}..{high} ({shown}; "
+        f"{bad.size:,} pixels or polygons). Class values must be whole numbers from {low} "
+        f"to {high}: set IGNORE_VALUE to {found[0]:g} if it means unlabelled, or recode "
+        "the classes."
+    )
+
 
 def _same_grid(a: Any, b: Any) -> bool:
     same_crs = (a.crs is None and b.crs is None) or (
@@ -115,6 +143,7 @@ def read_labels(
         raise EngineError(
             f"The labels {path} hold non-integer values; give a raster of integer class values."
         )
+    check_class_values(values[valid], path)
     labels = np.full(values.shape, IGNORED, dtype=np.int64)
     labels[valid] = values[valid].astype(np.int64)
     return labels, classes
@@ -125,6 +154,7 @@ def rasterize_labels(
     class_field: str,
     image: Any,
     *,
+    ignore_value: float | None = None,
     reporter: Reporter | None = None,
 ) -> tuple[np.ndarray, list[ClassInfo]]:
     """Rasterize labelled polygons onto an image's grid.
@@ -141,6 +171,8 @@ def rasterize_labels(
     image : rasterio dataset
         The open image whose grid the labels must match. Polygons are reprojected to
         its CRS when they have another one.
+    ignore_value : float, optional
+        Class value of polygons that mark unlabelled areas (left out).
 
     Returns
     -------
@@ -175,6 +207,10 @@ def rasterize_labels(
                 "class values or class names."
             )
         values = column.astype(np.int64).to_numpy()
+        if ignore_value is not None:
+            keep = values != ignore_value
+            frame, values = frame[keep], values[keep]
+        check_class_values(values, f"{path} (field {class_field!r})")
     else:
         names = sorted({str(v) for v in column})
         lookup = {name: i for i, name in enumerate(names, start=1)}

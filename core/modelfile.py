@@ -64,6 +64,15 @@ def save_model(
         raise ValueError(f"Model metadata is not plain JSON: {err}") from None
     tensors = {name: t.detach().to("cpu").contiguous() for name, t in state_dict.items()}
     save_file(tensors, os.fspath(path), metadata={METADATA_KEY: text})
+    # safetensors writes 0600 (a private temporary file renamed); give the model file the
+    # permissions of any other file the user writes (0666 less the umask).
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -119,9 +119,9 @@ def load_scene(
             )
         else:
             assert polygons is not None and class_field is not None
-            labels, classes = rasterize_labels(polygons, class_field, src, reporter=report)
-            if ignore_value is not None:
-                labels[labels == ignore_value] = IGNORED
+            labels, classes = rasterize_labels(
+                polygons, class_field, src, ignore_value=ignore_value, reporter=report
+            )
         labels[~valid] = IGNORED
         return {
             "path": image_path,

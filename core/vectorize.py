@@ -25,6 +25,7 @@ keep sharing their simplified borders without gaps or overlaps.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import os
 import uuid
 from collections.abc import Iterator, Sequence
@@ -57,6 +58,12 @@ __all__ = [
 
 #: Pixels per strip (rows = this / width, at least 64 rows).
 STRIP_PIXELS = 4_000_000
+
+#: Rasters up to this many pixels are sieved whole (exactly); larger ones strip by strip
+#: with a halo of ``2 * min_pixels + 2`` rows, where a chain of merges longer than the
+#: halo across a strip cut can end differently.
+SIEVE_WHOLE_PIXELS = 16_000_000
+
 #: Regions simplified and written together.
 BATCH_REGIONS = 50_000
 #: At most this many distinct values make a raster "classes" even without a class table.
@@ -157,15 +164,21 @@ def sieve(
     open_top: bool = False,
     open_bottom: bool = False,
 ) -> np.ndarray:
-    """Merge regions smaller than ``min_pixels`` into the neighbour with the longest border.
+    """Merge regions smaller than ``min_pixels`` into neighbours until none is left.
 
-    A region is a connected set of pixels of one value. Each region with fewer than
-    ``min_pixels`` pixels takes the value of the neighbouring region of at least
-    ``min_pixels`` pixels with which it shares the most pixel edges (ties: the lower
-    value). Regions whose neighbours are all small, or that have none, are kept, as
-    GDAL's sieve keeps isolated regions. Unlike :func:`rasterio.features.sieve`, which
-    merges into the largest neighbour, the longest shared border keeps the merged shapes
-    compact. Nodata pixels are never changed and are no neighbour.
+    A region is a connected set of pixels of one value. The smallest region (ties: the
+    lowest region number, in reading order) is merged into the neighbour with which it
+    shares the most pixel edges (ties: the lower value), the merged region is joined with
+    the regions of its new value it now touches, and so on while a region smaller than
+    ``min_pixels`` has a neighbour. Regions with no neighbour (surrounded by nodata) are
+    kept, as GDAL's sieve keeps isolated regions. Unlike :func:`rasterio.features.sieve`,
+    which merges into the largest neighbour, the longest shared border keeps the merged
+    shapes compact.
+
+    The order of the merges does not depend on ``min_pixels``, which only says when to
+    stop: a larger minimum continues the same sequence, so it never gives more regions nor
+    a smaller one (it coarsens the smaller minimum's result). Nodata pixels are never
+    changed and are no neighbour.
 
     Parameters
     ----------
@@ -174,14 +187,14 @@ def sieve(
     valid : (H, W) bool ndarray
         False on nodata pixels.
     min_pixels : int
-        Smallest region kept.
+        Smallest region kept (unless isolated).
     connectivity : {4, 8}
-        Pixel connectivity of the regions.
+        Pixel connectivity of the regions (8: regions touching at a corner are
+        neighbours too, sharing no edge).
     open_top, open_bottom : bool
         The array is a window of a larger raster cut at its top/bottom row: regions
-        touching a cut row are treated as large (their true size is unknown here). With a
-        halo of ``2 * min_pixels + 2`` rows on each cut side the result in the window's
-        core equals that of the whole raster.
+        touching a cut row are never merged away (their true size is unknown here), only
+        into.
 
     Returns
     -------
@@ -193,41 +206,102 @@ def sieve(
         return out
     comp = _components(values, valid, connectivity)
     n = int(comp.max())
-    sizes = np.bincount(comp.ravel(), minlength=n + 1)
-    large = sizes >= min_pixels
-    large[0] = False
+    sizes = np.bincount(comp.ravel(), minlength=n + 1).astype(np.int64)
+    frozen = np.zeros(n + 1, dtype=bool)
     if open_top:
-        large[np.unique(comp[0])] = True
+        frozen[np.unique(comp[0])] = True
     if open_bottom:
-        large[np.unique(comp[-1])] = True
-    large[0] = False
-    small = ~large
-    small[0] = False
-    if not small.any():
+        frozen[np.unique(comp[-1])] = True
+    candidates = np.flatnonzero((sizes < min_pixels) & ~frozen)
+    candidates = candidates[candidates > 0]
+    if candidates.size == 0:
         return out
     region_value = _region_values(comp, values, n)
-    a = np.concatenate(
-        [comp[:, :-1].ravel(), comp[:, 1:].ravel(), comp[:-1].ravel(), comp[1:].ravel()]
-    )
-    b = np.concatenate(
-        [comp[:, 1:].ravel(), comp[:, :-1].ravel(), comp[1:].ravel(), comp[:-1].ravel()]
-    )
-    keep = small[a] & large[b]
-    if not keep.any():
-        return out
-    key = a[keep].astype(np.int64) * (n + 1) + b[keep]
-    pairs, counts = np.unique(key, return_counts=True)
-    src, dst = pairs // (n + 1), pairs % (n + 1)
-    # Per small region: the most shared edges first, then the lowest neighbour value.
-    order = np.lexsort((region_value[dst], -counts, src))
-    src, dst = src[order], dst[order]
-    first = np.ones(len(src), dtype=bool)
-    first[1:] = src[1:] != src[:-1]
-    new_value = region_value.copy()
-    new_value[src[first]] = region_value[dst[first]]
-    changed = valid & small[comp]
+    neighbours = _region_neighbours(comp, n, connectivity)
+    parent = np.arange(n + 1)
+    size = sizes.tolist()
+    value = region_value.tolist()
+    frozen_list = frozen.tolist()
+    heap = [(size[i], int(i)) for i in candidates]
+    heapq.heapify(heap)
+    while heap:
+        recorded, i = heapq.heappop(heap)
+        if parent[i] != i or frozen_list[i]:
+            continue
+        if recorded != size[i]:
+            heapq.heappush(heap, (size[i], i))
+            continue
+        if recorded >= min_pixels:
+            break
+        links = neighbours[i]
+        if not links:
+            continue  # isolated: kept, as GDAL keeps it
+        target = min(links, key=lambda j: (-links[j], value[j], j))
+        _absorb(target, i, neighbours, parent, size, frozen_list)
+        for k in [k for k in neighbours[target] if value[k] == value[target]]:
+            _absorb(target, k, neighbours, parent, size, frozen_list)
+        if size[target] < min_pixels and not frozen_list[target]:
+            heapq.heappush(heap, (size[target], target))
+    roots = _roots(parent)
+    new_value = np.asarray(value, dtype=np.int64)[roots]
+    changed = valid & (roots[comp] != comp)
     out[changed] = new_value[comp[changed]].astype(values.dtype, copy=False)
     return out
+
+
+def _region_neighbours(comp: np.ndarray, n: int, connectivity: int) -> list[dict[int, int]]:
+    """Per region: its neighbours and the pixel edges it shares with each."""
+    pairs = [(comp[:, :-1], comp[:, 1:], 1), (comp[:-1], comp[1:], 1)]
+    if connectivity == 8:
+        pairs += [(comp[:-1, :-1], comp[1:, 1:], 0), (comp[:-1, 1:], comp[1:, :-1], 0)]
+    neighbours: list[dict[int, int]] = [{} for _ in range(n + 1)]
+    for first, second, weight in pairs:
+        a, b = first.ravel(), second.ravel()
+        keep = (a != b) & (a > 0) & (b > 0)
+        if not keep.any():
+            continue
+        key = np.minimum(a[keep], b[keep]).astype(np.int64) * (n + 1) + np.maximum(a[keep], b[keep])
+        found, counts = np.unique(key, return_counts=True)
+        for k, c in zip(found.tolist(), (counts * weight).tolist(), strict=True):
+            lo, hi = divmod(k, n + 1)
+            neighbours[lo][hi] = neighbours[lo].get(hi, 0) + c
+            neighbours[hi][lo] = neighbours[hi].get(lo, 0) + c
+    return neighbours
+
+
+def _absorb(
+    target: int,
+    region: int,
+    neighbours: list[dict[int, int]],
+    parent: np.ndarray,
+    size: list[int],
+    frozen: list[bool],
+) -> None:
+    """Merge ``region`` into ``target``: sizes, shared edges and the cut flag."""
+    parent[region] = target
+    size[target] += size[region]
+    frozen[target] = frozen[target] or frozen[region]
+    links = neighbours[region]
+    neighbours[region] = {}
+    mine = neighbours[target]
+    mine.pop(region, None)
+    for k, edges in links.items():
+        if k == target:
+            continue
+        theirs = neighbours[k]
+        theirs.pop(region, None)
+        mine[k] = mine.get(k, 0) + edges
+        theirs[target] = theirs.get(target, 0) + edges
+
+
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """Return the final region of every region (follow the merges to the end)."""
+    roots = parent.copy()
+    while True:
+        nxt = roots[roots]
+        if np.array_equal(nxt, roots):
+            return roots
+        roots = nxt
 
 
 # --------------------------------------------------------------------------- streaming
@@ -402,13 +476,21 @@ def iter_regions(
         raise EngineError(f"Connectivity must be 4 or 8, not {connectivity}.")
     height, width = src.height, src.width
     rows = strip_rows or max(64, STRIP_PIXELS // max(width, 1))
-    halo = 2 * min_pixels + 2 if min_pixels > 1 else 0
+    sieved = None
+    if min_pixels > 1 and height * width <= SIEVE_WHOLE_PIXELS:
+        # Sieve the whole raster at once: merges may chain across any strip cut.
+        whole, whole_valid = _read_strip(src, band, 0, height)
+        sieved = sieve(whole, whole_valid, min_pixels, connectivity=connectivity), whole_valid
+        del whole
+    halo = 2 * min_pixels + 2 if min_pixels > 1 and sieved is None else 0
     prev_ids = np.zeros(width, dtype=np.int64)  # region id per column of the last row
     prev_vals = np.zeros(width, dtype=np.int64)
     regions: dict[int, Region] = {}
     next_id = 1
     for row0, row1 in _strips(height, rows):
-        if halo:
+        if sieved is not None:
+            data, valid = sieved[0][row0:row1], sieved[1][row0:row1]
+        elif halo:
             top, bottom = max(0, row0 - halo), min(height, row1 + halo)
             data, valid = _read_strip(src, band, top, bottom)
             data = sieve(
@@ -599,15 +681,35 @@ def _remove_vector(path: Path) -> None:
 def atomic_vector(path: str, *, overwrite: bool) -> Iterator[Path]:
     """:func:`core.io.atomic_output` for vector files with sidecars (Shapefile)."""
     final = io.check_output_path(path, overwrite=overwrite)
-    tmp = final.with_name(f".{final.stem}.landseg-partial-{uuid.uuid4().hex[:8]}{final.suffix}")
+    tmp = io.partial_name(final)
     try:
         yield tmp
-        if overwrite:
+        backup = None
+        if io.in_output_group() and _vector_files(final):
+            backup = io.partial_name(final, "backup")
+            _move_vector(final, backup)
+        elif overwrite:
             _remove_vector(final)
-        for part in _vector_files(tmp):
-            os.replace(part, final.with_name(final.stem + part.name[len(tmp.stem) :]))
+        _move_vector(tmp, final)
+
+        def undo() -> None:
+            _remove_vector(final)
+            if backup is not None:
+                _move_vector(backup, final)
+
+        def finish() -> None:
+            if backup is not None:
+                _remove_vector(backup)
+
+        io.register_output(undo, finish)
     finally:
         _remove_vector(tmp)
+
+
+def _move_vector(src: Path, dst: Path) -> None:
+    """Rename a vector file and its sidecars (``a.shp``, ``a.dbf`` -> ``b.shp``, ``b.dbf``)."""
+    for part in _vector_files(src):
+        os.replace(part, dst.with_name(dst.stem + part.name[len(src.stem) :]))
 
 
 def map_transform(src: rasterio.DatasetReader) -> Affine:

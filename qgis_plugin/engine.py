@@ -11,9 +11,11 @@ Python. Which interpreter runs it, in order:
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -192,8 +194,9 @@ def run_engine(
             encoding="utf-8",
             errors="replace",
             cwd=str(PLUGIN_ROOT),
-            env={**engine_environment(interpreter), **(env or {})},
+            env=parent_environment({**engine_environment(interpreter), **(env or {})}),
             creationflags=creationflags,
+            **_lifetime_options(),
         )
     except OSError as err:
         raise QgsProcessingException(
@@ -213,6 +216,7 @@ def _follow(
     proc: subprocess.Popen[str], feedback: QgsProcessingFeedback, outputs: Sequence[str]
 ) -> dict[str, Any]:
     """Relay a running engine's events to the feedback; return its outputs."""
+    _cancel_on_signals(feedback, proc)
     lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
     readers = [
         threading.Thread(target=_reader, args=(stream, lines, name), daemon=True)
@@ -264,6 +268,7 @@ def _follow(
     returncode = proc.wait()
     for reader in readers:
         reader.join(timeout=5)
+    _forget_signals(proc)
     if cancelled or feedback.isCanceled():
         remove_partial_outputs(outputs)
         raise QgsProcessingException("Cancelled; no output was written.")
@@ -279,25 +284,122 @@ def _follow(
     return result
 
 
+def _lifetime_options() -> dict[str, Any]:
+    """Popen options that tie the engine's life to this process.
+
+    On POSIX the engine gets its own session (process group): a Ctrl+C in the terminal
+    reaches QGIS, which cancels the run cleanly, and :func:`_stop` ends the engine's own
+    helpers (Dask workers, data loaders) with it. ``LANDSEG_PARENT_PID`` asks the engine
+    to end when this process does (parent-death signal and a watchdog, see
+    ``core.cli.watch_parent``), so a killed QGIS leaves no engine running.
+    """
+    if os.name != "posix":
+        return {}
+    return {"start_new_session": True}
+
+
+def parent_environment(env: dict[str, str]) -> dict[str, str]:
+    """Add ``LANDSEG_PARENT_PID`` (this process) to an engine environment."""
+    return {**env, PARENT_PID_VAR: str(os.getpid())}
+
+
+PARENT_PID_VAR = "LANDSEG_PARENT_PID"
+
+#: Runs whose SIGINT/SIGTERM cancel them: (feedback, engine process).
+_RUNS: list[tuple[QgsProcessingFeedback, subprocess.Popen[str]]] = []
+_PREVIOUS: dict[int, Any] = {}
+
+
+def _cancel_on_signals(feedback: QgsProcessingFeedback, proc: subprocess.Popen[str]) -> None:
+    """Make SIGINT and SIGTERM cancel this run (``qgis_process``, algorithms on the main thread).
+
+    QGIS runs algorithms in the main thread under ``qgis_process``; there Python sees the
+    signals while the run waits for the engine, cancels the feedback, and the run stops
+    the engine, removes its partial files and fails with "Cancelled; no output was
+    written." With no engine running a signal does what it did before. Elsewhere (the
+    desktop's background tasks) signals cannot be handled in Python and nothing changes;
+    the engine still ends with QGIS (:func:`_lifetime_options`).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    _RUNS[:] = [(f, p) for f, p in _RUNS if p.poll() is None]
+    _RUNS.append((feedback, proc))
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            current = signal.getsignal(signum)
+            if current is not _on_signal:
+                _PREVIOUS[signum] = current
+                signal.signal(signum, _on_signal)
+
+
+def _forget_signals(proc: subprocess.Popen[str]) -> None:
+    """Give SIGINT and SIGTERM back to their previous handlers once no run is left.
+
+    Outside a run QGIS keeps its own behaviour: SIGTERM ends the desktop at once, even
+    while its main thread is in Qt's event loop, where a Python handler would wait.
+    """
+    _RUNS[:] = [(f, p) for f, p in _RUNS if p is not proc and p.poll() is None]
+    if _RUNS or threading.current_thread() is not threading.main_thread():
+        return
+    for signum, previous in list(_PREVIOUS.items()):
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if signal.getsignal(signum) is _on_signal:
+                signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        del _PREVIOUS[signum]
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    running = [(f, p) for f, p in _RUNS if p.poll() is None]
+    if running:
+        for feedback, _proc in running:
+            feedback.cancel()
+        return
+    previous = _PREVIOUS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
 def _stop(proc: subprocess.Popen[str]) -> None:
-    """End the engine: SIGTERM lets it remove its partial files; kill if it lingers."""
-    proc.terminate()
+    """End the engine: SIGTERM lets it remove its partial files; kill if it lingers.
+
+    On POSIX the whole process group is signalled, the engine's own helpers included.
+    """
+    _signal_engine(proc, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if proc.poll() is None:
-        proc.kill()
+        _signal_engine(proc, getattr(signal, "SIGKILL", signal.SIGTERM))
+    with contextlib.suppress(OSError):  # helpers that outlived the engine
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _signal_engine(proc: subprocess.Popen[str], signum: int) -> None:
+    if os.name == "posix":
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signum)
+            return
+    with contextlib.suppress(OSError):
+        proc.send_signal(signum)
 
 
 def remove_partial_outputs(outputs: Sequence[str]) -> None:
-    """Delete the temporary files a stopped engine may have left next to the outputs."""
+    """Delete the temporary files a stopped engine may have left next to the outputs.
+
+    The pattern is built with :func:`glob.escape`: an output named ``run[1].gpkg`` matches
+    its own partial files and no other file.
+    """
     for output in outputs:
         if not output:
             continue
         path = Path(output)
         if not path.parent.is_dir():
             continue
-        for partial in path.parent.glob(f".{path.stem}.landseg-partial-*"):
+        for partial in path.parent.glob(f".{glob.escape(path.stem)}.landseg-partial-*"):
             with contextlib.suppress(OSError):
                 if partial.is_dir():
                     shutil.rmtree(partial)

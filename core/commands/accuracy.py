@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..protocol import EngineError, Reporter
 from ._options import add_dask_arguments
+from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..metrics import AccuracyResult, ConfusionAccumulator
@@ -86,6 +87,7 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
     )
 
 
+@all_or_none
 def run_accuracy(
     *,
     prediction: str,

@@ -26,6 +26,7 @@ from ..params import (
 )
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_dask_arguments, add_param, add_seed, add_stretch_arguments
+from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -129,6 +130,7 @@ def _segmenter(method: str) -> Any:
     }[method]
 
 
+@all_or_none
 def run_superpixels(
     method: str,
     *,

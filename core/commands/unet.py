@@ -11,6 +11,7 @@ through the tiled inference engine (:func:`core.inference.predict_raster`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..params import ENCODERS, PREDICT_BATCH_SIZE, TRAIN_DEFAULTS
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_dask_arguments, add_device_arguments
+from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..classes import (
@@ -159,6 +161,7 @@ def _run_predict(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]
     )
 
 
+@all_or_none
 def run_trainunet(
     *,
     inputs: Sequence[str] = (),
@@ -321,15 +324,19 @@ def run_trainunet(
         encoder, count, table, train_data[0], offsets, scales, nodata_zero=nodata_zero,
         tile_size=tile_size, ignore_value=ignore_value, summary=summary,
     )  # fmt: skip
-    with io.atomic_output(dst_model, overwrite=overwrite) as tmp:
-        save_model(tmp, result.state_dict, metadata)
     outputs: dict[str, Any] = {"OUTPUT_MODEL": str(dst_model)}
-    if dst_report:
-        write_training_report(
-            dst_report, result, table, train_data, dst_model, encoder=encoder, epochs=epochs,
-            summary=summary, device=str(torch_device), overwrite=overwrite,
-        )  # fmt: skip
-        outputs["OUTPUT_REPORT"] = str(dst_report)
+    # Both files or neither: each is written under a temporary name, the report first;
+    # they are moved into place together once both are complete.
+    with contextlib.ExitStack() as stack:
+        tmp_model = stack.enter_context(io.atomic_output(dst_model, overwrite=overwrite))
+        if dst_report:
+            tmp_report = stack.enter_context(io.atomic_output(dst_report, overwrite=overwrite))
+            write_training_report(
+                str(tmp_report), result, table, train_data, dst_model, encoder=encoder,
+                epochs=epochs, summary=summary, device=str(torch_device), overwrite=True,
+            )  # fmt: skip
+            outputs["OUTPUT_REPORT"] = str(dst_report)
+        save_model(tmp_model, result.state_dict, metadata)
     report.progress(100.0)
     outputs.update(
         CLASSES=classes_to_json(table),
@@ -455,6 +462,7 @@ def _training_pairs(
     return train_pairs, val_pairs
 
 
+@all_or_none
 def run_predictunet(
     *,
     src: str | Sequence[str],

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..params import DEFAULT_PERCENTILES, UNSUPERVISED, UNSUPERVISED_COMMON, validate
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_device_arguments, add_param, add_seed, add_stretch_arguments
+from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -223,6 +224,33 @@ def _map_to_reference(
     }
 
 
+def check_raster_size(method: str, width: int, height: int, src: str) -> None:
+    """Refuse a raster too small for the method's network, before any work.
+
+    The networks normalise each channel over the pixels of a batch (batch norm), which
+    needs two values: ISB and DFC need two pixels, W-Net (16 px blocks at its
+    bottleneck) a raster over 16 px wide or high.
+
+    Raises
+    ------
+    EngineError
+        Naming the raster, its size and the smallest size the method takes.
+    """
+    if method == "wnet":
+        blocks = -(-width // 16) * -(-height // 16)
+        if blocks < 2:
+            raise EngineError(
+                f"{src} is {width} x {height} px: W-Net needs a raster at least 17 px wide or "
+                "high (its network works on 16 px blocks and compares two). Give a larger "
+                "raster, or use ISB or DFC."
+            )
+    elif width * height < 2:
+        raise EngineError(
+            f"{src} is {width} x {height} px: {method.upper()} needs at least 2 pixels (its "
+            "network compares pixels with each other). Give a larger raster."
+        )
+
+
 def _check_inputs(
     method: str,
     params: dict[str, Any] | None,
@@ -282,6 +310,7 @@ def _check_params(method: str, params: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+@all_or_none
 def run_unsupervised(
     method: str,
     *,
@@ -372,6 +401,7 @@ def run_unsupervised(
 
     info = io.inspect_raster(src)
     band_list = io.resolve_bands(bands, info.count)
+    check_raster_size(method, info.width, info.height, src)
     n_threads = set_threads(threads)
     dev, dev_reason = select_device(device)
     autocast, precision_note = select_precision(precision, dev)

@@ -408,7 +408,13 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             QgsProcessingParameterRasterLayer("INPUT", self.tr("Input raster"), optional=True)
         )
         self.addParameter(
-            QgsProcessingParameterFile("MODEL", self.tr("Model file"), extension="safetensors")
+            QgsProcessingParameterFile(
+                "MODEL",
+                self.tr("Model file"),
+                # a filter, not extension=: a model Train U-Net wrote under another name
+                # (its OUTPUT_MODEL is free) must still be accepted
+                fileFilter="LandSeg model (*.safetensors);;All files (*)",
+            )
         )
         self.add_extent()
         self.addParameter(

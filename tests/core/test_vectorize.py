@@ -299,3 +299,38 @@ def test_cli(tmp_path, classes_tif, capsys):
     result = events[-1]["outputs"]
     assert result["N_POLYGONS"] == len(read_dataframe(out)) > 0
     assert main(["vectorize", str(classes_tif), str(out)]) == 2  # exists, no --overwrite
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_a_larger_sieve_never_gives_more_or_smaller_polygons(classes_tif, connectivity):
+    previous = None
+    for min_pixels in (0, 4, 10, 30, 100, 1000, 10**6):
+        found = regions(classes_tif, connectivity=connectivity, min_pixels=min_pixels)
+        sizes = sorted(r.pixels for r in found)
+        if previous is not None:
+            assert len(sizes) <= len(previous)
+            assert sizes[0] >= previous[0]
+        previous = sizes
+        # no region below the minimum is left, unless it is the only one
+        assert len(found) == 1 or all(r.pixels >= min_pixels for r in found)
+    assert len(previous) == 1  # a minimum above the raster's size leaves one region
+
+
+def test_sieve_keeps_merging_small_neighbours_of_small_regions():
+    # four 3 px regions in a row, no large neighbour: the old one-pass sieve kept them all
+    values = np.array([[1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 0, 9]])
+    valid = values > 0
+    out = sieve(values, valid, 6)
+    kept = np.bincount(out[valid])
+    assert all(kept[v] >= 6 for v in np.unique(out[:, :12]))  # merged until 6 px or more
+    assert out[0, 13] == 9  # isolated (only nodata beside it): kept, as GDAL keeps it
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_sieved_strips_with_a_halo_equal_the_sieved_whole(classes_tif, connectivity, monkeypatch):
+    import core.vectorize
+
+    whole = regions(classes_tif, connectivity=connectivity, min_pixels=10)
+    monkeypatch.setattr(core.vectorize, "SIEVE_WHOLE_PIXELS", 0)  # the large-raster path
+    strips = regions(classes_tif, connectivity=connectivity, min_pixels=10, strip_rows=5)
+    assert sorted((r.value, r.pixels) for r in whole) == sorted((r.value, r.pixels) for r in strips)
