@@ -137,6 +137,21 @@ def scene(tmp_path) -> QgsRasterLayer:
     return layer
 
 
+def test_panel_docks_in_the_main_window_with_a_toolbar_button(qgis_iface, provider):
+    from landseg.qgis_plugin.panel import add_panel, remove_panel
+    from qgis.PyQt.QtWidgets import QDockWidget
+
+    dock, toolbar = add_panel(qgis_iface)
+    window = qgis_iface.mainWindow()
+    assert dock in window.findChildren(QDockWidget) and dock.isHidden()
+    action = toolbar.actions()[0]
+    assert action is dock.toggleViewAction() and action.text() == "LandSeg panel"
+    action.trigger()
+    assert not dock.isHidden()
+    remove_panel(qgis_iface, dock, toolbar)
+    QCoreApplication.processEvents()
+
+
 # --- classes and drawing --------------------------------------------------------------
 
 
@@ -357,6 +372,7 @@ def _nc_polygons(nc_dir: Path, window: QgsRectangle) -> list[tuple[int, list[Qgs
     return out
 
 
+@pytest.mark.slow
 def test_train_classify_assess_polygons_on_the_nc_scene(dock, nc_dir, tmp_path, qgis_canvas):
     image = tmp_path / "nc.tif"
     reference = tmp_path / "strata.tif"
