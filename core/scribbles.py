@@ -14,7 +14,9 @@ those in one pass over a raster of any size (:func:`scribble_counts`,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +30,7 @@ __all__ = [
     "classes_from_scribbles",
     "cluster_sums",
     "scribble_counts",
+    "write_scribble_classes",
 ]
 
 #: What happens to clusters no scribble touched.
@@ -295,3 +298,94 @@ def classes_from_scribbles(
         sizes = np.bincount(clusters.ravel(), minlength=n + 1)
     assignment = assign_clusters(counts, table, rule=rule, means=means, sizes=sizes)
     return assignment.lut[clusters], assignment
+
+
+def write_scribble_classes(
+    clusters_path: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    scribbles: np.ndarray,
+    classes: Sequence[ClassInfo],
+    *,
+    rule: str = "extra",
+    features: Callable[[int, int], np.ndarray] | None = None,
+    rows: int = 512,
+) -> ScribbleAssignment:
+    """Write the class map of a cluster raster named by scribbles, strip by strip.
+
+    Parameters
+    ----------
+    clusters_path : path-like
+        Cluster raster (ids 1..K, 0 nodata), e.g. the output of ISB or DFC.
+    dst : path-like
+        Class raster to write (GeoTIFF on the same grid, colour table, class tag; the
+        caller writes the ``.qml`` beside the final file).
+    scribbles : (H, W) int ndarray
+        Scribbled class values on the cluster grid, 0 (or negative) where none.
+    classes : sequence of ClassInfo
+        Names and colours of the scribble classes; values present in ``scribbles`` but
+        missing here are named ``class N``.
+    rule : {"extra", "merge"}
+        Clusters without scribbles (see :func:`assign_clusters`).
+    features : callable, optional
+        ``features(row, height)`` returns the ``(C, height, W)`` features of those rows
+        (e.g. the stretched bands); required by ``"merge"``.
+    rows : int
+        Rows per strip.
+
+    Returns
+    -------
+    ScribbleAssignment
+    """
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    from rasterio.windows import Window
+
+    from .classes import complete_classes, write_raster_classes
+
+    if rule == "merge" and features is None:
+        raise ValueError('rule "merge" needs the image features.')
+    scribbles = np.asarray(scribbles)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(clusters_path) as src:
+            if scribbles.shape != (src.height, src.width):
+                raise ValueError("The scribbles must lie on the cluster raster's grid.")
+            profile = src.profile
+            height, width = src.height, src.width
+            n = 0
+            for row in range(0, height, rows):
+                window = Window(0, row, width, min(rows, height - row))
+                n = max(n, int(src.read(1, window=window).max(initial=0)))
+            present = sorted(int(v) for v in np.unique(scribbles[scribbles > 0]))
+            table = complete_classes(present, list(classes))
+            values = [c.value for c in table]
+            counts = np.zeros((n + 1, len(values)), np.int64)
+            totals: tuple[np.ndarray, np.ndarray] | None = None
+            sizes = np.zeros(n + 1, np.int64)
+            for row in range(0, height, rows):
+                h = min(rows, height - row)
+                block = src.read(1, window=Window(0, row, width, h)).astype(np.int64)
+                scribbled = scribbles[row : row + h]
+                scribble_counts(block, scribbled, values, n_clusters=n, out=counts)
+                sizes += np.bincount(block.ravel(), minlength=n + 1)
+                if features is not None:
+                    if totals is None:
+                        first = features(row, h)
+                        totals = cluster_sums(block, first, n_clusters=n)
+                    else:
+                        cluster_sums(block, features(row, h), n_clusters=n, out=totals)
+            means = None
+            if totals is not None:
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    means = totals[0] / totals[1][:, None]
+            assignment = assign_clusters(counts, table, rule=rule, means=means, sizes=sizes)
+            top = int(assignment.lut.max(initial=0))
+            dtype = "uint8" if top <= 255 else "uint16"
+            profile.update(dtype=dtype, nodata=0, count=1)
+            with rasterio.open(dst, "w", **profile) as out:
+                for row in range(0, height, rows):
+                    window = Window(0, row, width, min(rows, height - row))
+                    block = src.read(1, window=window).astype(np.int64)
+                    out.write(assignment.lut[np.clip(block, 0, n)].astype(dtype), 1, window=window)
+                write_raster_classes(out, assignment.classes)
+    return assignment

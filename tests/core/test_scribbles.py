@@ -102,3 +102,43 @@ def test_bad_arguments_are_explained(kwargs: dict, message: str) -> None:
 def test_no_scribbled_pixel_is_an_error() -> None:
     with pytest.raises(ValueError, match="No scribbled pixel"):
         assign_clusters(np.zeros((3, 2), np.int64), [FOREST, WATER])
+
+
+def test_class_raster_written_strip_by_strip(tmp_path):
+    import rasterio
+    from rasterio.transform import from_origin
+
+    from core.classes import read_raster_classes
+    from core.scribbles import write_scribble_classes
+
+    clusters, scribbles, features = _scene()
+    profile = {
+        "driver": "GTiff",
+        "width": 9,
+        "height": 8,
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": 0,
+        "transform": from_origin(100, 200, 10, 10),
+        "crs": "EPSG:32119",
+    }
+    with rasterio.open(tmp_path / "clusters.tif", "w", **profile) as ds:
+        ds.write(clusters.astype("uint8"), 1)
+    for rule, rows in (("extra", 3), ("merge", 5)):
+        dst = tmp_path / f"{rule}.tif"
+        write_scribble_classes(
+            tmp_path / "clusters.tif",
+            dst,
+            scribbles,
+            [FOREST, WATER],
+            rule=rule,
+            features=lambda row, h: features[:, row : row + h],
+            rows=rows,
+        )
+        expected, assignment = classes_from_scribbles(
+            clusters, scribbles, [FOREST, WATER], rule=rule, features=features
+        )
+        with rasterio.open(dst) as ds:
+            assert (ds.read(1) == expected).all()
+            assert ds.crs == profile["crs"] and ds.transform == profile["transform"]
+            assert read_raster_classes(ds) == assignment.classes

@@ -1,0 +1,218 @@
+"""Benchmark the panel's Preview: the engine on a VRT of the visible part of a raster.
+
+Preview writes a GDAL VRT of the raster under the map view, averaged down to at most the
+view's pixels, and runs the algorithm on it (``qgis_plugin/panel/view.py``). This script
+builds the same VRT with ``gdal_translate`` and times the engine on it:
+
+* ``slic``: a 1000 x 800 view of a Dubai aerial image (RGB JPEG without georeferencing,
+  1126 x 1058 px, so the view is at native resolution), default SLIC parameters
+  (1000 segments). Target: under 1 s of engine time on 2 cores.
+* ``dfc``: a 512 x 512 view of the same image with scribbles (a few short strokes per
+  class, taken from the image's mask, as a user would draw them), default DFC parameters
+  on the CPU. Target: under 20 s.
+
+"Engine time" is the engine's own work in one process (read the VRT, segment, write the
+GeoTIFF and its style), after one untimed warm-up (numba compile, torch import). The
+whole command (``python -m core ...``, interpreter start and imports included) is timed
+too, as ``command_s``. Timings are medians of ``--repeats`` runs.
+
+Run: ``python bench/preview.py [--methods slic dfc] [--repeats 3] [--json PATH]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import find_data  # noqa: E402
+
+#: Mask colours of the Dubai set -> class value (see ../shared/data/README.md).
+DUBAI_COLOURS = {
+    (0x3C, 0x10, 0x98): 1,
+    (0x84, 0x29, 0xF6): 2,
+    (0x6E, 0xC1, 0xE4): 3,
+    (0xFE, 0xDD, 0x3A): 4,
+    (0xE2, 0xA9, 0x29): 5,
+}
+
+
+def view_vrt(
+    source: Path, window: tuple[int, int, int, int], size: tuple[int, int], dst: Path
+) -> Path:
+    """Write the VRT Preview writes: a window of ``source`` averaged to ``size``."""
+    col, row, width, height = window
+    subprocess.run(
+        [
+            "gdal_translate",
+            "-q",
+            "-of",
+            "VRT",
+            "-srcwin",
+            *map(str, window),
+            "-outsize",
+            str(size[0]),
+            str(size[1]),
+            "-a_ullr",
+            str(col),
+            str(-row),
+            str(col + width),
+            str(-(row + height)),
+            "-r",
+            "average",
+            str(source),
+            str(dst),
+        ],
+        check=True,
+    )
+    return dst
+
+
+def scribble_raster(
+    mask: Path, window: tuple[int, int, int, int], dst: Path, *, seed: int = 0
+) -> int:
+    """Strokes of 40 px along rows inside each class of the mask (3 per class)."""
+    import rasterio
+
+    col, row, width, height = window
+    with rasterio.open(mask) as src:
+        rgb = src.read(window=((row, row + height), (col, col + width)))
+    classes = np.zeros((height, width), np.uint8)
+    for colour, value in DUBAI_COLOURS.items():
+        classes[(rgb.transpose(1, 2, 0) == colour).all(axis=2)] = value
+    rng = np.random.default_rng(seed)
+    strokes = np.zeros_like(classes)
+    for value in np.unique(classes[classes > 0]):
+        rows, cols = np.nonzero(classes == value)
+        for index in rng.choice(len(rows), size=min(3, len(rows)), replace=False):
+            r, c = rows[index], cols[index]
+            segment = slice(c, min(width, c + 40))
+            strokes[r, segment] = np.where(classes[r, segment] == value, value, 0)
+    profile = {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": 1,
+        "dtype": "uint8",
+        "nodata": 0,
+        "transform": rasterio.Affine(1, 0, col, 0, -1, -row),
+    }
+    with rasterio.open(dst, "w", **profile) as out:
+        out.write(strokes, 1)
+    return int((strokes > 0).sum())
+
+
+def timed(function: Any, repeats: int) -> tuple[float, list[float], Any]:
+    """Warm up once, then return the median and the runs of ``repeats`` calls."""
+    result = function()
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = function()
+        runs.append(time.perf_counter() - started)
+    return statistics.median(runs), runs, result
+
+
+def command_seconds(args: list[str]) -> float:
+    """Wall time of one ``python -m core`` command, interpreter start included."""
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "core", *args, "--overwrite"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Run the benchmark and print (and optionally save) the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", nargs="+", default=["slic", "dfc"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    dubai = find_data("dubai-aerial")
+    if dubai is None:
+        sys.exit("Needs ../shared/data/dubai-aerial (the Dubai aerial set).")
+    image = dubai / "tile5" / "images" / "image_part_001.jpg"
+    mask = dubai / "tile5" / "masks" / "image_part_001.png"
+    from core.pipeline import run_superpixels
+    from core.unsupervised import run_unsupervised
+
+    results: dict[str, Any] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "image": str(image.relative_to(dubai.parent)),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if "slic" in args.methods:
+            window = (60, 100, 1000, 800)
+            vrt = view_vrt(image, window, (1000, 800), folder / "view.vrt")
+            out = str(folder / "slic.tif")
+            median, runs, answer = timed(
+                lambda: run_superpixels("slic", src=str(vrt), dst=out, overwrite=True),
+                args.repeats,
+            )
+            results["slic"] = {
+                "view": "1000 x 800",
+                "engine_s": round(median, 3),
+                "runs_s": [round(r, 3) for r in runs],
+                "segments": answer["N_SEGMENTS"],
+                "command_s": round(command_seconds(["slic", str(vrt), out]), 2),
+            }
+            print("slic", results["slic"])
+        if "dfc" in args.methods:
+            window = (300, 300, 512, 512)
+            vrt = view_vrt(image, window, (512, 512), folder / "view512.vrt")
+            scribbles = folder / "scribbles.tif"
+            n_scribbled = scribble_raster(mask, window, scribbles)
+            out = str(folder / "dfc.tif")
+            median, runs, answer = timed(
+                lambda: run_unsupervised(
+                    "dfc",
+                    src=str(vrt),
+                    dst=out,
+                    scribbles=str(scribbles),
+                    device="cpu",
+                    overwrite=True,
+                ),
+                args.repeats,
+            )
+            results["dfc"] = {
+                "view": "512 x 512",
+                "scribbled_pixels": n_scribbled,
+                "engine_s": round(median, 2),
+                "runs_s": [round(r, 2) for r in runs],
+                "iterations": answer["ITERATIONS"],
+                "clusters": answer["N_CLUSTERS"],
+                "command_s": round(
+                    command_seconds(
+                        ["dfc", str(vrt), out, "--scribbles", str(scribbles), "--device", "cpu"]
+                    ),
+                    2,
+                ),
+            }
+            print("dfc", results["dfc"])
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
