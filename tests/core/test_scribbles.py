@@ -142,3 +142,23 @@ def test_class_raster_written_strip_by_strip(tmp_path):
             assert (ds.read(1) == expected).all()
             assert ds.crs == profile["crs"] and ds.transform == profile["transform"]
             assert read_raster_classes(ds) == assignment.classes
+
+
+def test_strokes_on_an_image_without_georeferencing_use_qgis_pixel_coordinates(tmp_path):
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import LineString
+
+    from core.labels import IGNORED, rasterize_labels
+
+    with rasterio.open(
+        tmp_path / "photo.tif", "w", driver="GTiff", width=40, height=30, count=1, dtype="uint8"
+    ) as ds:
+        ds.write(np.zeros((1, 30, 40), np.uint8))
+    # QGIS shows the photo with x = column and y = -row: a stroke along row 10.5.
+    strokes = gpd.GeoDataFrame({"class": [4]}, geometry=[LineString([(5, -10.5), (25, -10.5)])])
+    strokes.to_file(tmp_path / "strokes.gpkg")
+    with rasterio.open(tmp_path / "photo.tif") as ds:
+        labels, _ = rasterize_labels(str(tmp_path / "strokes.gpkg"), "class", ds)
+    rows, cols = np.nonzero(labels != IGNORED)
+    assert set(rows) == {10} and cols.min() == 5 and cols.max() >= 24
