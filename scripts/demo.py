@@ -239,7 +239,10 @@ def add_panel_drawings(project: object, scene: object, data: Path) -> None:
     for layer in (polygons, scribbles):
         layer.updateExtents()
     project.layerTreeRoot().findLayer(polygons.id()).setItemVisibilityChecked(False)
-    print(f"Panel: {len(classes)} classes, {len(shapes)} training polygons, {len(strokes)} scribbles")
+    print(
+        f"Panel: {len(classes)} classes, {len(shapes)} training polygons, "
+        f"{len(strokes)} scribbles"
+    )
 
 
 def build_project(scene: Path, out: Path, results: dict[str, dict], data: Path) -> Path:

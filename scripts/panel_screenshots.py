@@ -52,6 +52,10 @@ def main() -> None:
 
     app = QgsApplication([], True)
     app.initQgis()
+    sys.path.insert(0, "/usr/share/qgis/python/plugins")  # Processing, as in QGIS desktop
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
     import demo
 
     demo._import_plugin()
