@@ -240,8 +240,7 @@ def add_panel_drawings(project: object, scene: object, data: Path) -> None:
         layer.updateExtents()
     project.layerTreeRoot().findLayer(polygons.id()).setItemVisibilityChecked(False)
     print(
-        f"Panel: {len(classes)} classes, {len(shapes)} training polygons, "
-        f"{len(strokes)} scribbles"
+        f"Panel: {len(classes)} classes, {len(shapes)} training polygons, {len(strokes)} scribbles"
     )
 
 
