@@ -85,6 +85,18 @@ def _wait(dock, timeout: float = 600) -> tuple[str, bool]:
     return finished[0]
 
 
+def _history() -> str:
+    """The Processing history, as the History dialog shows it."""
+    try:  # QGIS 3.24+
+        from qgis.gui import QgsGui
+
+        return str([entry.entry for entry in QgsGui.historyProviderRegistry().queryEntries()])
+    except AttributeError:
+        from processing.core.ProcessingLog import ProcessingLog
+
+        return str([entry.text for entry in ProcessingLog.getLogEntries()])
+
+
 def _layers(prefix: str) -> list:
     layers = QgsProject.instance().mapLayers().values()
     return [layer for layer in layers if layer.name().startswith(prefix)]
@@ -272,6 +284,7 @@ def test_preview_shows_a_styled_layer_covering_the_view_and_replaces_the_last(
     size = qgis_canvas.mapSettings().outputSize()
     assert layer.width() <= size.width() and layer.height() <= size.height()
     assert layer.renderer().type() == "paletted"
+    assert "landseg:slic" in _history()
     first = Path(layer.source())
     # A second preview replaces the first layer and its files.
     dock.form().set_value("N_SEGMENTS", 30)
