@@ -7,6 +7,7 @@ background task; the panel only chooses inputs and parameters and shows the resu
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -125,8 +126,7 @@ class ParameterForm(QWidget):
                 continue
             widget.setToolTip(definition.help() or definition.description())
             self.widgets[name] = widget
-            label = QLabel(definition.description())
-            label.setWordWrap(True)
+            label = QLabel(_short(definition.description()))
             label.setToolTip(widget.toolTip())
             layout.addRow(label, widget)
 
@@ -823,6 +823,12 @@ class LandSegDock(QgsDockWidget):
             if self.canvas.mapTool() is tool:
                 self.canvas.unsetMapTool(tool)
         super().closeEvent(event)
+
+
+def _short(label: str) -> str:
+    """Return a parameter label's first clause (the whole text is the tooltip)."""
+    head = re.split(r"[:(;]| - ", label, maxsplit=1)[0].strip().rstrip(".")
+    return head if len(head) <= 48 else head[:46].rstrip() + "…"
 
 
 def _narrow(combo: QComboBox) -> None:

@@ -70,7 +70,7 @@ class ClassDrawTool(QgsMapTool):
         self._class = current_class
         self.points: list[QgsPointXY] = []
         self.band = QgsRubberBand(canvas, self.geometry_type)
-        self.band.setWidth(2)
+        self.band.setWidth(3)
 
     def deactivate(self) -> None:
         """Drop an unfinished drawing when another tool takes over."""
