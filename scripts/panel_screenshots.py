@@ -17,6 +17,7 @@ Run: ``xvfb-run -a -s "-screen 0 1400x900x24" python3 scripts/panel_screenshots.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -32,7 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "nc-landsat7")
     parser.add_argument("--output", type=Path, default=ROOT / "docs")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=25)
     args = parser.parse_args()
 
     from qgis.core import (
@@ -178,13 +179,15 @@ def main() -> None:
         for layer in project.mapLayers().values()
         if layer.source().split("|")[0] == dock.result_path
     )
-    project.layerTreeRoot().findLayer(polygons.id()).setItemVisibilityChecked(True)
+    result.setOpacity(0.85)
     show([polygons, result, scene], extent)
     save("panel-unet.png")
     window.close()
-    plugin.unload()
-    app.exitQgis()
     shutil.rmtree(work, ignore_errors=True)
+    sys.stdout.flush()
+    # Leave without tearing QGIS down: its exit with live map-canvas threads can crash,
+    # and the screenshots are written.
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -771,7 +771,7 @@ class LandSegDock(QgsDockWidget):
         self.result_is_classes = is_classes or run.algorithm_id == "landseg:predictunet"
         label = self.algorithm_combo.itemText(self.algorithm_combo.findData(run.algorithm_id))
         QgsProject.instance().addMapLayer(_load_raster(path, f"LandSeg: {label}"))
-        self._say(f"{label} written to {path}.")
+        self._say(f"{label} on the whole raster: {path}.")
 
     def _show_train(self, run: AlgorithmRun, results: dict[str, Any]) -> None:
         self.model_path = str(results.get("OUTPUT_MODEL", ""))
