@@ -23,9 +23,11 @@ Run: ``python bench/preview.py [--methods slic dfc] [--repeats 3] [--json PATH]`
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -121,6 +123,12 @@ def scribble_raster(
     return int((strokes > 0).sum())
 
 
+def logged_seconds(log: io.StringIO, pattern: str) -> float | None:
+    """Return the last ``<pattern> <seconds> s`` the engine logged (JSON lines)."""
+    found = re.findall(pattern + r" ([0-9.]+) s", log.getvalue())
+    return float(found[-1]) if found else None
+
+
 def timed(function: Any, repeats: int) -> tuple[float, list[float], Any]:
     """Warm up once, then return the median and the runs of ``repeats`` calls."""
     result = function()
@@ -157,6 +165,7 @@ def main() -> None:
     image = dubai / "tile5" / "images" / "image_part_001.jpg"
     mask = dubai / "tile5" / "masks" / "image_part_001.png"
     from core.pipeline import run_superpixels
+    from core.protocol import Reporter
     from core.unsupervised import run_unsupervised
 
     results: dict[str, Any] = {
@@ -171,8 +180,12 @@ def main() -> None:
             window = (60, 100, 1000, 800)
             vrt = view_vrt(image, window, (1000, 800), folder / "view.vrt")
             out = str(folder / "slic.tif")
+            log = io.StringIO()
+            reporter = Reporter("json", out=log)
             median, runs, answer = timed(
-                lambda: run_superpixels("slic", src=str(vrt), dst=out, overwrite=True),
+                lambda: run_superpixels(
+                    "slic", src=str(vrt), dst=out, overwrite=True, reporter=reporter
+                ),
                 args.repeats,
             )
             results["slic"] = {
@@ -180,6 +193,7 @@ def main() -> None:
                 "engine_s": round(median, 3),
                 "runs_s": [round(r, 3) for r in runs],
                 "segments": answer["N_SEGMENTS"],
+                "segmenting_s_last_run": logged_seconds(log, "segments in"),
                 "command_s": round(command_seconds(["slic", str(vrt), out]), 2),
             }
             print("slic", results["slic"])
@@ -189,6 +203,8 @@ def main() -> None:
             scribbles = folder / "scribbles.tif"
             n_scribbled = scribble_raster(mask, window, scribbles)
             out = str(folder / "dfc.tif")
+            log = io.StringIO()
+            reporter = Reporter("json", out=log)
             median, runs, answer = timed(
                 lambda: run_unsupervised(
                     "dfc",
@@ -198,6 +214,7 @@ def main() -> None:
                     params=PANEL_DFC,
                     device="cpu",
                     overwrite=True,
+                    reporter=reporter,
                 ),
                 args.repeats,
             )
@@ -207,6 +224,7 @@ def main() -> None:
                 "engine_s": round(median, 2),
                 "runs_s": [round(r, 2) for r in runs],
                 "iterations": answer["ITERATIONS"],
+                "training_s_last_run": logged_seconds(log, "iterations in"),
                 "clusters": answer["N_CLUSTERS"],
                 "command_s": round(
                     command_seconds(
