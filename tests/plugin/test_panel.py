@@ -422,6 +422,15 @@ def test_train_classify_assess_polygons_on_the_nc_scene(dock, nc_dir, tmp_path, 
     assert Path(dock.model_path).parent == tmp_path / "nc_landseg"
     assert dock.algorithm_id() == "landseg:predictunet"
 
+    # The new model previews on the view like any algorithm.
+    qgis_canvas.zoomByFactor(0.5)
+    assert dock.preview()
+    assert _wait(dock) == ("preview", True), dock.status.text()
+    preview = QgsProject.instance().mapLayer(dock.preview_layer_id)
+    assert preview.width() < 192 and preview.renderer().type() == "paletted"
+    labels = {c.label for c in preview.renderer().classes()}
+    assert labels & {c.name for c in NC_CLASSES}
+
     assert dock.classify()
     assert _wait(dock) == ("classify", True), dock.status.text()
     result = QgsRasterLayer(dock.result_path, "result", "gdal")
