@@ -173,9 +173,9 @@ def main() -> None:
         sys.exit("Needs ../shared/data/dubai-aerial (the Dubai aerial set).")
     image = dubai / "tile5" / "images" / "image_part_001.jpg"
     mask = dubai / "tile5" / "masks" / "image_part_001.png"
-    from core.pipeline import run_superpixels
+    from core.commands.superpixels import run_superpixels
+    from core.commands.unsupervised import run_unsupervised
     from core.protocol import Reporter
-    from core.unsupervised import run_unsupervised
 
     results: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",

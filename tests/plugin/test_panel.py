@@ -344,6 +344,10 @@ def test_dfc_preview_with_scribbles(dock, scene, qgis_canvas):
     assert _wait(dock) == ("preview", True), dock.status.text()
     layer = QgsProject.instance().mapLayer(dock.preview_layer_id)
     assert layer.renderer().type() == "paletted"
+    # The preview is the class map: the scribbles' values, names and colours.
+    legend = {c.value: (c.label, c.color.name()) for c in layer.renderer().classes()}
+    assert legend[1] == ("developed", "#d7191c") and legend[2] == ("agriculture", "#fdae61")
+    assert "Classes from the scribbles" in dock.status.text()
 
 
 def test_cancel_leaves_nothing_behind(dock, scene, qgis_canvas):
