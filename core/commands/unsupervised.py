@@ -43,7 +43,7 @@ DESCRIPTIONS = {
 }
 
 
-#: Methods that take scribbles: DFC trains with them; both name clusters by them.
+#: Methods that take scribbles: both add the scribble loss and name clusters by them.
 SCRIBBLE_METHODS = ("dfc", "isb")
 
 
@@ -86,8 +86,7 @@ def _add_scribble_arguments(sub: argparse.ArgumentParser, method: str) -> None:
         "--scribbles",
         help="Scribbles: a raster (class values > 0) or lines/polygons (with "
         "--scribble-field) marking a few pixels of some classes"
-        + (" (they guide the training and name the clusters)." if method == "dfc" else "")
-        + (" (they name the clusters)." if method == "isb" else ""),
+        + " (they guide the training and name the clusters).",
     )
     sub.add_argument("--scribble-field", help="Class field of vector scribbles.")
     sub.add_argument(
@@ -285,8 +284,7 @@ def _check_inputs(
         raise EngineError(f"ASSIGNMENT must be hungarian or majority, not {assignment!r}.")
     if scribbles and method not in SCRIBBLE_METHODS:
         raise EngineError(
-            "Scribbles guide DFC and name ISB's clusters; use landseg:dfc or landseg:isb "
-            "for scribbles."
+            "Scribbles guide DFC and ISB only; use landseg:dfc or landseg:isb for scribbles."
         )
     if dst_class_map and not scribbles:
         raise EngineError(
@@ -380,8 +378,8 @@ def run_unsupervised(
         Compute device, autocast precision and CPU threads (see :mod:`core.device`).
     scribbles, scribble_field : str, optional
         DFC and ISB: scribble raster (class values > 0) or vector file and its class
-        field. DFC trains with them (the paper's scribble loss); both name clusters by
-        them in ``dst_class_map``.
+        field. Both add the scribble cross-entropy (DFC's scribble variant) and name
+        clusters by them in ``dst_class_map``.
     scribble_classes : str, optional
         ``VALUE:NAME[:#RRGGBB],...`` names and colours of the scribble classes.
     unscribbled : {"extra", "merge"}

@@ -55,7 +55,7 @@ _MODE_LABELS = (
     "Dataset of sampled tiles",
 )
 ASSIGNMENTS = ("hungarian", "majority")
-#: Methods that take scribbles (DFC trains with them; both name clusters by them).
+#: Methods that take scribbles (they guide the training and name the clusters).
 SCRIBBLE_METHODS = ("dfc", "isb")
 UNSCRIBBLED = ("extra", "merge")
 _UNSCRIBBLED_LABELS = ("Extra unnamed classes", "Merged into the most similar named class")
@@ -100,8 +100,8 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 self.tr(
                     "A few strokes per class: lines or polygons with a class field (any "
                     "vector layer, a scratch layer too), or a raster of class values (0: no "
-                    "scribble). They guide DFC's clusters; with ISB and DFC they name the "
-                    "clusters in Classes from the scribbles."
+                    "scribble). They guide the clusters, and name them in Classes from the "
+                    "scribbles."
                 )
             )
             self.addParameter(

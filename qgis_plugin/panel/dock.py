@@ -80,7 +80,7 @@ ALGORITHMS = (
     ("QuickShift superpixels", "landseg:quickshift"),
     ("Felzenszwalb segmentation", "landseg:felzenszwalb"),
     ("DFC with the drawn scribbles", "landseg:dfc"),
-    ("ISB (scribbles name its clusters)", "landseg:isb"),
+    ("ISB with the drawn scribbles", "landseg:isb"),
     ("W-Net", "landseg:wnet"),
     ("U-Net model", "landseg:predictunet"),
 )
