@@ -689,11 +689,11 @@ def fh_edges(image: np.ndarray, mask: np.ndarray, has_mask: bool) -> np.ndarray:
 
     Directions ``d``: 0 right, 1 down, 2 down-right, 3 (y, x+1)-(y+1, x). Costs are the
     Euclidean band distance; edges that leave the image or touch a masked pixel get an
-    infinite cost and sort last.
+    infinite cost and sort last. The keys are written in one pass (no cost array).
     """
     n_bands, height, width = image.shape
     n = height * width
-    cost = np.empty(4 * n, dtype=np.float32)
+    keys = np.empty(4 * n, dtype=np.uint64)
     for yy in prange(height):
         y = np.int64(yy)
         for x in range(width):
@@ -707,21 +707,21 @@ def fh_edges(image: np.ndarray, mask: np.ndarray, has_mask: bool) -> np.ndarray:
                     ay, ax, by, bx = y, x, y + 1, x + 1
                 else:
                     ay, ax, by, bx = y, x + 1, y + 1, x
-                if by >= height or bx >= width or ax >= width:
-                    cost[4 * p + d] = np.inf
-                    continue
-                if has_mask and not (mask[ay, ax] and mask[by, bx]):
-                    cost[4 * p + d] = np.inf
-                    continue
-                acc = np.float32(0.0)
-                for c in range(n_bands):
-                    t = image[c, ay, ax] - image[c, by, bx]
-                    acc += t * t
-                cost[4 * p + d] = np.sqrt(acc)
-    bits = cost.view(np.uint32)
-    keys = np.empty(4 * n, dtype=np.uint64)
-    for i in prange(4 * n):
-        keys[i] = (np.uint64(bits[i] >> 8) << np.uint64(40)) | np.uint64(i)
+                cost = np.float32(np.inf)
+                if (
+                    by < height
+                    and bx < width
+                    and ax < width
+                    and (not has_mask or (mask[ay, ax] and mask[by, bx]))
+                ):
+                    acc = np.float32(0.0)
+                    for c in range(n_bands):
+                        t = image[c, ay, ax] - image[c, by, bx]
+                        acc += t * t
+                    cost = np.sqrt(acc)
+                bits = np.uint64(np.float32(cost).view(np.uint32))
+                i = 4 * p + d
+                keys[i] = ((bits >> np.uint64(8)) << np.uint64(40)) | np.uint64(i)
     return keys
 
 

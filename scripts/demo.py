@@ -199,12 +199,14 @@ def add_panel_drawings(project: object, scene: object, data: Path) -> None:
     training polygons, and a stroke across each (its bounding-box diagonal inside it)
     becomes a scribble, both in ``landseg-demo_landseg.gpkg`` beside the project.
     """
-    from landseg.core.classes import parse_classes
-    from landseg.qgis_plugin.panel.classes import write_project_classes
+    from landseg.qgis_plugin.panel.classes import ClassInfo, write_project_classes
     from landseg.qgis_plugin.panel.layers import drawing_layer
     from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
 
-    classes = parse_classes(CLASSES)
+    classes = [
+        ClassInfo(int(value), name, colour)
+        for value, name, colour in (part.split(":") for part in CLASSES.split(","))
+    ]
     write_project_classes(classes, project)
     values = {c.name: c.value for c in classes}
     source = QgsVectorLayer(str(data / "landsat96_polygons.shp"), "nc", "ogr")

@@ -4,13 +4,29 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from qgis.core import QgsProject
 from qgis.PyQt.QtCore import QAbstractTableModel, QModelIndex, Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor
 
-from ...core.classes import ClassInfo, palette
+from ..styling import segment_color
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class of the panel's table: pixel value, name and ``#rrggbb`` colour."""
+
+    value: int
+    name: str
+    color: str
+
+
+def palette(n: int, *, offset: int = 0) -> list[str]:
+    """Return ``n`` distinct colours for new classes (LandSeg's segment palette)."""
+    return [segment_color(i + 1).name() for i in range(offset, offset + n)]
+
 
 #: Project entry holding the table (``QgsProject.readEntry(SCOPE, KEY)``), JSON.
 SCOPE = "landseg"

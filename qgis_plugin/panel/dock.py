@@ -45,8 +45,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
-from ...core.classes import ClassInfo
-from .classes import ClassTableModel, classes_text
+from .classes import ClassInfo, ClassTableModel, classes_text
 from .layers import CLASS_FIELD, drawing_layer, find_layer, save_edits, style_drawing_layer
 from .runner import AlgorithmRun
 from .tools import PolygonTool, ScribbleTool

@@ -23,7 +23,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from ...core.classes import ClassInfo
+from .classes import ClassInfo
 
 #: Class field of both layers.
 CLASS_FIELD = "class"

@@ -16,7 +16,7 @@ from qgis.gui import QgsMapCanvas, QgsMapMouseEvent, QgsMapTool, QgsRubberBand
 from qgis.PyQt.QtCore import Qt, pyqtSignal
 from qgis.PyQt.QtGui import QColor, QKeyEvent
 
-from ...core.classes import ClassInfo
+from .classes import ClassInfo
 from .layers import CLASS_FIELD
 
 try:  # scoped enums (QGIS 3.30+, Qt6), the older names otherwise

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from landseg.core.classes import ClassInfo
+from landseg.qgis_plugin.panel.classes import ClassInfo
 from osgeo import gdal, ogr
 from qgis.core import (
     QgsCoordinateReferenceSystem,

@@ -19,6 +19,7 @@ from skimage._shared.testing import run_in_parallel, expected_warnings
 from landseg_as_skimage import slic
 
 
+@pytest.mark.skip(reason="LandSeg: CIELAB conversion does not apply (any band count)")
 @run_in_parallel()
 def test_color_2d():
     rng = np.random.default_rng(0)
