@@ -13,6 +13,7 @@ import warnings
 from typing import Any
 
 import numpy as np
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.vrt import WarpedVRT
@@ -225,10 +226,15 @@ def rasterize_labels(
     shape = (image.height, image.width)
     if len(frame) == 0:
         return np.full(shape, IGNORED, dtype=np.int64), classes
+    transform = image.transform
+    if image.crs is None and transform == Affine.identity():
+        # No georeferencing: polygons drawn in QGIS use its pixel coordinates
+        # (x = column, y = -row), as the vectorized outputs do.
+        transform = Affine(1, 0, 0, 0, -1, 0)
     labels = rasterize(
         list(zip(frame.geometry, values.tolist(), strict=True)),
         out_shape=shape,
-        transform=image.transform,
+        transform=transform,
         fill=IGNORED,
         dtype="int64",
     )

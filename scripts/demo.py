@@ -192,7 +192,61 @@ def _import_plugin() -> None:
     spec.loader.exec_module(module)
 
 
-def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
+def add_panel_drawings(project: object, scene: object, data: Path) -> None:
+    """Give the LandSeg panel the NC classes and example strokes.
+
+    The class table goes into the project; the 34 NC training polygons become the panel's
+    training polygons, and a stroke across each (its bounding-box diagonal inside it)
+    becomes a scribble, both in ``landseg-demo_landseg.gpkg`` beside the project.
+    """
+    from landseg.qgis_plugin.panel.classes import ClassInfo, write_project_classes
+    from landseg.qgis_plugin.panel.layers import drawing_layer
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+
+    classes = [
+        ClassInfo(int(value), name, colour)
+        for value, name, colour in (part.split(":") for part in CLASSES.split(","))
+    ]
+    write_project_classes(classes, project)
+    values = {c.name: c.value for c in classes}
+    source = QgsVectorLayer(str(data / "landsat96_polygons.shp"), "nc", "ogr")
+    polygons = drawing_layer("polygons", scene.crs(), classes, project)
+    scribbles = drawing_layer("scribbles", scene.crs(), classes, project)
+    shapes, strokes = [], []
+    for feature in source.getFeatures():
+        value = values[str(feature["label"])]
+        geometry = QgsGeometry(feature.geometry())
+        shape = QgsFeature(polygons.fields())
+        shape.setGeometry(geometry)
+        shape.setAttribute("class", value)
+        shapes.append(shape)
+        box = geometry.boundingBox()
+        diagonal = QgsGeometry.fromPolylineXY(
+            [
+                QgsPointXY(box.xMinimum(), box.yMinimum()),
+                QgsPointXY(box.xMaximum(), box.yMaximum()),
+            ]
+        )
+        inside = diagonal.intersection(geometry.buffer(-30, 4))
+        if inside.isEmpty():
+            continue
+        for part in inside.asGeometryCollection():
+            if part.length() > 0:
+                stroke = QgsFeature(scribbles.fields())
+                stroke.setGeometry(part)
+                stroke.setAttribute("class", value)
+                strokes.append(stroke)
+    polygons.dataProvider().addFeatures(shapes)
+    scribbles.dataProvider().addFeatures(strokes)
+    for layer in (polygons, scribbles):
+        layer.updateExtents()
+    project.layerTreeRoot().findLayer(polygons.id()).setItemVisibilityChecked(False)
+    print(
+        f"Panel: {len(classes)} classes, {len(shapes)} training polygons, {len(strokes)} scribbles"
+    )
+
+
+def build_project(scene: Path, out: Path, results: dict[str, dict], data: Path) -> Path:
     """Write landseg-demo.qgz with the scene and the styled results; render preview.png."""
     from qgis.core import (
         QgsApplication,
@@ -322,6 +376,8 @@ def build_project(scene: Path, out: Path, results: dict[str, dict]) -> Path:
     project.setCrs(nc_crs)
     project.viewSettings().setDefaultViewExtent(QgsReferencedRectangle(rgb.extent(), nc_crs))
     path = out / "landseg-demo.qgz"
+    project.setFileName(str(path))
+    add_panel_drawings(project, rgb, data)
     assert project.write(str(path)), f"could not write {path}"
 
     # Preview: four panels as a user sees them in QGIS.
@@ -403,7 +459,7 @@ def main() -> None:
     classify(scene, args.data, out, results)
     cluster_dfc(scene, args.data, out, results)
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
-    project = build_project(scene, out, results)
+    project = build_project(scene, out, results, args.data)
     print(f"Project: {project}\nPreview: {out / 'preview.png'}")
 
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..params import DEFAULT_PERCENTILES, UNSUPERVISED, UNSUPERVISED_COMMON, validate
 from ..protocol import EngineError, Reporter
+from ..scribbles import UNSCRIBBLED_RULES
 from ._options import add_bands, add_device_arguments, add_param, add_seed, add_stretch_arguments
 from ._outputs import all_or_none
 
@@ -41,6 +42,10 @@ DESCRIPTIONS = {
     "wnet": "W-Net (Xia & Kulis 2017): encoder U-Net to K soft clusters, decoder U-Net back "
     "to the image; soft normalized cut and reconstruction losses.",
 }
+
+
+#: Methods that take scribbles: both add the scribble loss and name clusters by them.
+SCRIBBLE_METHODS = ("dfc", "isb")
 
 
 def add_commands(commands: Any) -> None:
@@ -67,19 +72,40 @@ def add_commands(commands: Any) -> None:
             add_param(sub, param)
         add_seed(sub)
         add_device_arguments(sub, precision=True)
-        if method == "dfc":
-            sub.add_argument(
-                "--scribbles",
-                help="Scribbles: a raster (class values > 0) or lines/polygons (with "
-                "--scribble-field) marking a few pixels of some classes.",
-            )
-            sub.add_argument("--scribble-field", help="Class field of vector scribbles.")
+        if method in SCRIBBLE_METHODS:
+            _add_scribble_arguments(sub, method)
         _add_reference_arguments(sub)
         sub.add_argument("--model", help="Also write the trained model (.safetensors).")
         sub.add_argument("--mapped", help="Clusters as reference classes (GeoTIFF).")
         sub.add_argument("--mapping-csv", help="Cluster-to-class table (CSV).")
         sub.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
         sub.set_defaults(handler=_run, method=method)
+
+
+def _add_scribble_arguments(sub: argparse.ArgumentParser, method: str) -> None:
+    sub.add_argument(
+        "--scribbles",
+        help="Scribbles: a raster (class values > 0) or lines/polygons (with "
+        "--scribble-field) marking a few pixels of some classes"
+        + " (they guide the training and name the clusters).",
+    )
+    sub.add_argument("--scribble-field", help="Class field of vector scribbles.")
+    sub.add_argument(
+        "--class-map",
+        help="Also write the clusters as the scribbles' classes (GeoTIFF): each cluster "
+        "takes the class of the scribbles it holds.",
+    )
+    sub.add_argument(
+        "--scribble-classes",
+        help="VALUE:NAME[:#RRGGBB],... names and colours of the scribble classes.",
+    )
+    sub.add_argument(
+        "--unscribbled",
+        choices=UNSCRIBBLED_RULES,
+        default="extra",
+        help="Clusters no scribble touched: extra unnamed classes, or merged into the "
+        "named class with the nearest mean band values (default: extra).",
+    )
 
 
 def _add_reference_arguments(sub: argparse.ArgumentParser) -> None:
@@ -123,6 +149,9 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         threads=args.threads,
         scribbles=getattr(args, "scribbles", None),
         scribble_field=getattr(args, "scribble_field", None),
+        scribble_classes=getattr(args, "scribble_classes", None),
+        unscribbled=getattr(args, "unscribbled", "extra"),
+        dst_class_map=getattr(args, "class_map", None),
         reference=args.reference,
         assignment=args.assignment,
         reference_classes=args.reference_classes,
@@ -260,6 +289,8 @@ def _check_inputs(
     scribbles: str | None,
     reference: str | None,
     dst: str,
+    dst_class_map: str | None,
+    unscribbled: str,
     dst_model: str | None,
     dst_mapped: str | None,
     dst_mapping_csv: str | None,
@@ -279,19 +310,31 @@ def _check_inputs(
         raise EngineError(f"MODE must be auto, image or dataset, not {mode!r}.")
     if assignment not in ("hungarian", "majority"):
         raise EngineError(f"ASSIGNMENT must be hungarian or majority, not {assignment!r}.")
-    if scribbles and method != "dfc":
-        raise EngineError("Scribbles guide DFC only; use landseg:dfc for scribbles.")
+    if scribbles and method not in SCRIBBLE_METHODS:
+        raise EngineError(
+            "Scribbles guide DFC and ISB only; use landseg:dfc or landseg:isb for scribbles."
+        )
+    if dst_class_map and not scribbles:
+        raise EngineError(
+            "The class map names clusters by the scribbles: give SCRIBBLES, or leave "
+            "OUTPUT_CLASSES out."
+        )
+    if unscribbled not in UNSCRIBBLED_RULES:
+        raise EngineError(f"UNSCRIBBLED must be extra or merge, not {unscribbled!r}.")
     if (dst_mapped or dst_mapping_csv) and not reference:
         raise EngineError("OUTPUT_MAPPED and the mapping table need a REFERENCE raster.")
     outputs = [(dst, "OUTPUT")]
     for path, key in (
+        (dst_class_map, "OUTPUT_CLASSES"),
         (dst_model, "OUTPUT_MODEL"),
         (dst_mapped, "OUTPUT_MAPPED"),
         (dst_mapping_csv, "OUTPUT_MAPPING"),
     ):
         if path:
             outputs.append((path, key))
-    io.check_outputs([p for p, _ in outputs], rasters=(dst, dst_mapped), overwrite=overwrite)
+    io.check_outputs(
+        [p for p, _ in outputs], rasters=(dst, dst_mapped, dst_class_map), overwrite=overwrite
+    )
     if reference:
         io.inspect_raster(reference)
 
@@ -328,6 +371,9 @@ def run_unsupervised(
     threads: int | None = None,
     scribbles: str | None = None,
     scribble_field: str | None = None,
+    scribble_classes: str | None = None,
+    unscribbled: str = "extra",
+    dst_class_map: str | None = None,
     reference: str | None = None,
     assignment: str = "hungarian",
     reference_classes: str | None = None,
@@ -360,7 +406,17 @@ def run_unsupervised(
     device, precision, threads
         Compute device, autocast precision and CPU threads (see :mod:`core.device`).
     scribbles, scribble_field : str, optional
-        DFC only: scribble raster (class values > 0) or vector file and its class field.
+        DFC and ISB: scribble raster (class values > 0) or vector file and its class
+        field. Both add the scribble cross-entropy (DFC's scribble variant) and name
+        clusters by them in ``dst_class_map``.
+    scribble_classes : str, optional
+        ``VALUE:NAME[:#RRGGBB],...`` names and colours of the scribble classes.
+    unscribbled : {"extra", "merge"}
+        Clusters without scribbles in ``dst_class_map``: extra unnamed classes, or merged
+        into the named class with the nearest mean stretched band values.
+    dst_class_map : str, optional
+        The clusters as the scribbles' classes (GeoTIFF with their values, names and
+        colours; :mod:`core.scribbles`). ``dst`` keeps the clusters.
     reference : str, optional
         Reference class raster: clusters are mapped to its classes.
     assignment : {"hungarian", "majority"}
@@ -395,7 +451,8 @@ def run_unsupervised(
     report = reporter or Reporter("text")
     values, outputs = _check_inputs(
         method, params, mode=mode, assignment=assignment, scribbles=scribbles,
-        reference=reference, dst=dst, dst_model=dst_model, dst_mapped=dst_mapped,
+        reference=reference, dst=dst, dst_class_map=dst_class_map, unscribbled=unscribbled,
+        dst_model=dst_model, dst_mapped=dst_mapped,
         dst_mapping_csv=dst_mapping_csv, overwrite=overwrite,
     )  # fmt: skip
 
@@ -451,6 +508,13 @@ def run_unsupervised(
                 "rate or (DFC) MU, or use other bands."
             )
         report.info(f"{labelled.n_clusters} clusters.")
+        named: list[ClassInfo] = []
+        if dst_class_map:
+            named = _class_map(
+                tmp["OUTPUT"], tmp["OUTPUT_CLASSES"], src=src, band_list=band_list, data=data,
+                nodata_zero=nodata_zero, scribbles=scribbles, scribble_field=scribble_field,
+                scribble_classes=scribble_classes, rule=unscribbled, report=report,
+            )  # fmt: skip
         mapping: dict[str, Any] = {}
         if reference:
             mapping = _map_to_reference(
@@ -475,10 +539,82 @@ def run_unsupervised(
             )  # fmt: skip
     # Styles beside the final files (QGIS reads <raster>.qml as the default style).
     write_qml(dst, labelled.table)
+    if dst_class_map:
+        write_qml(dst_class_map, named)
     if dst_mapped and mapping:
         write_qml(dst_mapped, classes_from_json(mapping["MAPPED_CLASSES"]))
     report.progress(100)
-    return _result(outputs, labelled, history, mode, mapping)
+    result = _result(outputs, labelled, history, mode, mapping)
+    if dst_class_map:
+        from ..classes import classes_to_json
+
+        result["CLASS_MAP_CLASSES"] = classes_to_json(named)
+    return result
+
+
+def _class_map(
+    clusters_path: Any,
+    dst: Any,
+    *,
+    src: str,
+    band_list: list[int],
+    data: TrainingData,
+    nodata_zero: bool,
+    scribbles: str | None,
+    scribble_field: str | None,
+    scribble_classes: str | None,
+    rule: str,
+    report: Reporter,
+) -> list[ClassInfo]:
+    """Write the clusters as the scribbles' classes; return the class table."""
+    import numpy as np
+    from rasterio.windows import Window
+
+    from .. import io
+    from ..classes import parse_classes
+    from ..clusters import read_scribbles
+    from ..scribbles import write_scribble_classes
+    from ..unsupervised_data import scale
+
+    if not scribbles:
+        raise EngineError("The class map needs SCRIBBLES.")
+    try:
+        given = parse_classes(scribble_classes)
+    except ValueError as err:
+        raise EngineError(f"SCRIBBLE_CLASSES: {err}") from None
+    with io.open_raster(src) as raster:
+        index, table, values = read_scribbles(scribbles, scribble_field, raster, report)
+        marks = np.where(index >= 0, np.asarray(values)[np.clip(index, 0, None)], 0)
+        known = {c.value: c for c in table}
+        known.update({c.value: c for c in given})
+
+        def features(row: int, height: int) -> np.ndarray:
+            window = Window(0, row, raster.width, height)
+            image, valid = io.read_bands(raster, band_list, window=window, nodata_zero=nodata_zero)
+            return scale(image, valid, data.low, data.span)
+
+        try:
+            assignment = write_scribble_classes(
+                clusters_path,
+                dst,
+                marks,
+                [known[v] for v in sorted(known)],
+                rule=rule,
+                features=features if rule == "merge" else None,
+            )
+        except ValueError as err:
+            raise EngineError(str(err)) from None
+    scribbled = int(assignment.scribbled.sum())
+    extra = sum(c.name.startswith("unnamed") for c in assignment.classes)
+    report.info(
+        f"Class map: {scribbled} of {len(assignment.lut) - 1} clusters hold scribbles; "
+        + (
+            f"the others became {extra} unnamed classes."
+            if rule == "extra"
+            else "the others merged into the most similar named class."
+        )
+    )
+    return assignment.classes
 
 
 @dataclass

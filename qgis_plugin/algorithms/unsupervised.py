@@ -55,6 +55,10 @@ _MODE_LABELS = (
     "Dataset of sampled tiles",
 )
 ASSIGNMENTS = ("hungarian", "majority")
+#: Methods that take scribbles (they guide the training and name the clusters).
+SCRIBBLE_METHODS = ("dfc", "isb")
+UNSCRIBBLED = ("extra", "merge")
+_UNSCRIBBLED_LABELS = ("Extra unnamed classes", "Merged into the most similar named class")
 UNSUPERVISED_TAGS = (
     "unsupervised",
     "clustering",
@@ -83,7 +87,7 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         for param in UNSUPERVISED[self.method]:
             self.add_spec(param)
         self.add_stretch()
-        if self.method == "dfc":
+        if self.method in SCRIBBLE_METHODS:
             self.addParameter(
                 QgsProcessingParameterMapLayer(
                     "SCRIBBLES",
@@ -94,9 +98,10 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             )
             self.parameterDefinition("SCRIBBLES").setHelp(
                 self.tr(
-                    "A few strokes per class guiding the clusters: lines or polygons with a "
-                    "class field (any vector layer, a scratch layer too), or a raster of "
-                    "class values (0: no scribble)."
+                    "A few strokes per class: lines or polygons with a class field (any "
+                    "vector layer, a scratch layer too), or a raster of class values (0: no "
+                    "scribble). They guide the clusters, and name them in Classes from the "
+                    "scribbles."
                 )
             )
             self.addParameter(
@@ -105,6 +110,22 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                     self.tr("Scribble class field"),
                     parentLayerParameterName="SCRIBBLES",
                     optional=True,
+                )
+            )
+            self.add_class_table("SCRIBBLE_CLASSES", "Scribble class table")
+            self.addParameter(
+                QgsProcessingParameterEnum(
+                    "UNSCRIBBLED",
+                    self.tr("Clusters without scribbles"),
+                    options=[self.tr(label) for label in _UNSCRIBBLED_LABELS],
+                    defaultValue=0,
+                )
+            )
+            self.parameterDefinition("UNSCRIBBLED").setHelp(
+                self.tr(
+                    "In Classes from the scribbles, clusters that no scribble touched become "
+                    "extra classes named 'unnamed 1', 'unnamed 2'..., or merge into the named "
+                    "class with the nearest mean band values."
                 )
             )
         self.addParameter(
@@ -165,6 +186,22 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 "OUTPUT", self.tr("Clusters"), optional=True, createByDefault=True
             )
         )
+        if self.method in SCRIBBLE_METHODS:
+            self.addParameter(
+                QgsProcessingParameterRasterDestination(
+                    "OUTPUT_CLASSES",
+                    self.tr("Classes from the scribbles"),
+                    optional=True,
+                    createByDefault=True,
+                )
+            )
+            self.parameterDefinition("OUTPUT_CLASSES").setHelp(
+                self.tr(
+                    "With scribbles: the clusters as the scribbles' classes, in their values, "
+                    "names and colours (each cluster takes the class of the scribbles it "
+                    "holds). Without scribbles nothing is written."
+                )
+            )
         self.addParameter(
             QgsProcessingParameterRasterDestination(
                 "OUTPUT_MAPPED",
@@ -218,12 +255,19 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             ),
             *(
                 extension_error(key, parameters.get(key), ("tif", "tiff"))
-                for key in ("OUTPUT", "OUTPUT_MAPPED")
+                for key in ("OUTPUT", "OUTPUT_MAPPED", "OUTPUT_CLASSES")
             ),
             extension_error("OUTPUT_MAPPING", parameters.get("OUTPUT_MAPPING"), ("csv",)),
             extension_error("OUTPUT_MODEL", parameters.get("OUTPUT_MODEL"), ("safetensors",)),
         ]
-        if self.method == "dfc" and parameters.get("SCRIBBLES") not in (None, ""):
+        if self.method in SCRIBBLE_METHODS:
+            errors.append(
+                class_table_error(
+                    "SCRIBBLE_CLASSES",
+                    self.classes_text(parameters, "SCRIBBLE_CLASSES", context),
+                )
+            )
+        if self.method in SCRIBBLE_METHODS and parameters.get("SCRIBBLES") not in (None, ""):
             layer = self.parameterAsLayer(parameters, "SCRIBBLES", context)
             field = self.parameterAsString(parameters, "SCRIBBLE_FIELD", context)
             if isinstance(layer, QgsVectorLayer):
@@ -266,10 +310,24 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         args += self.spec_args(
             (*UNSUPERVISED[self.method], *UNSUPERVISED_COMMON), parameters, context
         )
-        if self.method == "dfc":
-            args += self._scribble_args(parameters, context)
         files = [output]
         outputs: dict[str, Any] = {"OUTPUT": output}
+        class_map = None
+        if self.method in SCRIBBLE_METHODS:
+            scribble_args = self._scribble_args(parameters, context)
+            args += scribble_args
+            class_map = self._class_map_path(parameters, context, feedback, bool(scribble_args))
+            if class_map:
+                args += [
+                    "--class-map",
+                    class_map,
+                    "--unscribbled",
+                    UNSCRIBBLED[self.parameterAsEnum(parameters, "UNSCRIBBLED", context)],
+                ]
+                names = self.classes_text(parameters, "SCRIBBLE_CLASSES", context)
+                if names:
+                    args += ["--scribble-classes", names]
+                files.append(class_map)
         reference = self.parameterAsRasterLayer(parameters, "REFERENCE", context)
         mapped = mapping = None
         if reference is not None:
@@ -330,6 +388,14 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
                 else float("nan")
             ),
         )
+        if class_map:
+            named = result.get("CLASS_MAP_CLASSES") or []
+            write_class_style(class_map, named)
+            attach_styler(
+                context, class_map, LayerStyler(f"{name} classes from the scribbles", classes=named)
+            )
+            outputs["OUTPUT_CLASSES"] = class_map
+            feedback.pushInfo(self.tr(f"Classes from the scribbles: {len(named)} classes."))
         if mapped:
             mapped_classes = result.get("MAPPED_CLASSES") or []
             write_class_style(mapped, mapped_classes)
@@ -340,6 +406,26 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         if mapping:
             outputs["OUTPUT_MAPPING"] = mapping
         return outputs
+
+    def _class_map_path(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+        has_scribbles: bool,
+    ) -> str | None:
+        """Return the class map file when asked for and possible (it needs scribbles)."""
+        if parameters.get("OUTPUT_CLASSES") is None:
+            return None
+        path = self.parameterAsOutputLayer(parameters, "OUTPUT_CLASSES", context)
+        if not path:
+            return None
+        if not has_scribbles:
+            feedback.pushInfo(
+                self.tr("No scribbles, so no classes from the scribbles (OUTPUT_CLASSES).")
+            )
+            return None
+        return absolute(path)
 
     def _scribble_args(
         self, parameters: dict[str, Any], context: QgsProcessingContext

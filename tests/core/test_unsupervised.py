@@ -377,3 +377,50 @@ def test_cli_exit_status_and_json_result(nc, tmp_path):
     assert good.returncode == 0, good.stdout + good.stderr
     result = [json.loads(line) for line in good.stdout.splitlines() if '"result"' in line][-1]
     assert result["outputs"]["N_CLUSTERS"] >= 1 and (tmp_path / "w.tif").exists()
+
+
+def test_scribbles_give_a_class_map_in_their_values_names_and_colours(nc, tmp_path):
+    from core.classes import read_raster_classes
+
+    with rasterio.open(nc["image"]) as ds:
+        transform, crs = ds.transform, ds.crs
+    marks = np.zeros((1, 64, 64), np.uint8)
+    marks[0, 10, 5:30] = 5
+    marks[0, 50, 30:60] = 6
+    raster = write_tif(tmp_path / "marks.tif", marks, crs=crs.to_wkt(), transform=transform)
+    names = "5:forest:#1a9641,6:water:#2b83ba"
+    for method, rule in (("dfc", "extra"), ("dfc", "merge"), ("isb", "extra")):
+        result = _run(
+            method,
+            nc["image"],
+            tmp_path / f"{method}-{rule}.tif",
+            scribbles=str(raster),
+            scribble_classes=names,
+            unscribbled=rule,
+            dst_class_map=str(tmp_path / f"{method}-{rule}-classes.tif"),
+        )
+        clusters, classes = _read(result["OUTPUT"]), _read(result["OUTPUT_CLASSES"])
+        assert clusters.max() == result["N_CLUSTERS"]  # the cluster raster stays as it was
+        for cluster in np.unique(clusters[clusters > 0]):
+            assert len(np.unique(classes[clusters == cluster])) == 1  # clusters stay whole
+        # Scribbled pixels mostly get their own class.
+        assert (classes[10, 5:30] == 5).mean() > 0.5 and (classes[50, 30:60] == 6).mean() > 0.5
+        table = {c["value"]: c for c in result["CLASS_MAP_CLASSES"]}
+        assert table[5]["name"] == "forest" and table[6]["color"] == "#2b83ba"
+        with rasterio.open(result["OUTPUT_CLASSES"]) as ds:
+            assert [c.name for c in read_raster_classes(ds)][:2] == ["forest", "water"]
+        assert Path(result["OUTPUT_CLASSES"]).with_suffix(".qml").exists()
+        values = set(np.unique(classes)) - {0}
+        if rule == "merge":
+            assert values <= {5, 6}
+        else:
+            extra = {v for v in values if v > 6}
+            assert all(table[v]["name"].startswith("unnamed") for v in extra)
+
+
+def test_a_class_map_needs_scribbles(nc, tmp_path):
+    with pytest.raises(EngineError, match="SCRIBBLES"):
+        _run("dfc", nc["image"], tmp_path / "x.tif", dst_class_map=str(tmp_path / "c.tif"))
+    with pytest.raises(EngineError, match="landseg:dfc or landseg:isb"):
+        _run("wnet", nc["image"], tmp_path / "w.tif", scribbles=str(tmp_path / "s.tif"))
+    assert not (tmp_path / "x.tif").exists() and not (tmp_path / "c.tif").exists()

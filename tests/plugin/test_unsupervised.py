@@ -237,3 +237,47 @@ def test_algorithms_are_grouped_documented_and_have_icons(provider):
     assert {"MU", "SCRIBBLES", "SCRIBBLE_FIELD"} <= dfc
     isb = {p.name() for p in provider.algorithm("isb").parameterDefinitions()}
     assert {"SEGMENT_SIZE", "COMPACTNESS"} <= isb
+
+
+@pytest.mark.parametrize("method", ["dfc", "isb"])
+def test_scribbles_give_classes_with_their_names_and_colours(method, crop, run, tmp_path):
+    layer = QgsVectorLayer("LineString?crs=EPSG:32119&field=class:integer", "strokes", "memory")
+    ds = gdal.Open(str(crop["image"]))
+    x0, dx, _, y0, _, dy = ds.GetGeoTransform()
+    features = []
+    for value, row, cols in ((5, 10, (5, 30)), (6, 50, (30, 60))):
+        feature = QgsFeature(layer.fields())
+        feature.setAttribute("class", value)
+        points = [QgsPointXY(x0 + (c + 0.5) * dx, y0 + (row + 0.5) * dy) for c in cols]
+        feature.setGeometry(QgsGeometry.fromPolylineXY(points))
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    result = run(
+        f"landseg:{method}",
+        {
+            "INPUT": str(crop["image"]),
+            **FAST[method],
+            "SCRIBBLES": layer,
+            "SCRIBBLE_FIELD": "class",
+            "SCRIBBLE_CLASSES": "5:forest:#1a9641,6:water:#2b83ba",
+            "UNSCRIBBLED": 1,  # merge into the most similar named class
+            "OUTPUT": str(tmp_path / "clusters.tif"),
+            "OUTPUT_CLASSES": str(tmp_path / "classes.tif"),
+        },
+    )
+    assert Path(result["OUTPUT"]).exists() and result["N_CLUSTERS"] >= 2
+    assert result["OUTPUT_CLASSES"] == str(tmp_path / "classes.tif")
+    assert set(np.unique(read(result["OUTPUT_CLASSES"])[0])) <= {5, 6}
+    legend = _palette(Path(result["OUTPUT_CLASSES"]))
+    assert legend == {5: "forest", 6: "water"}
+    # Without scribbles there is no class map, and no error.
+    plain = run(
+        f"landseg:{method}",
+        {
+            "INPUT": str(crop["image"]),
+            **FAST[method],
+            "OUTPUT": str(tmp_path / "plain.tif"),
+            "OUTPUT_CLASSES": str(tmp_path / "none.tif"),
+        },
+    )
+    assert "OUTPUT_CLASSES" not in plain and not (tmp_path / "none.tif").exists()
