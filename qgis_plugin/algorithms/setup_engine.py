@@ -128,7 +128,7 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         self.add_advanced(
             QgsProcessingParameterFile(
                 "PYTHON",
-                self.tr("Base Python interpreter (default: QGIS's)"),
+                self.tr("Base Python interpreter"),
                 optional=True,
                 # not the default "*.*", which refuses python3 (no extension)
                 fileFilter="All files (*)",
@@ -148,24 +148,33 @@ class SetupEngineAlgorithm(LandSegAlgorithm):
         self.add_advanced(
             QgsProcessingParameterString(
                 "PROXY",
-                self.tr("HTTP proxy for pip, [user:password@]host:port (default: QGIS's)"),
+                self.tr("HTTP proxy for pip"),
                 optional=True,
             )
+        )
+        self.parameterDefinition("PROXY").setHelp(
+            self.tr("[user:password@]host:port. Empty: QGIS's proxy (Settings > Network).")
         )
         self.add_advanced(
             QgsProcessingParameterFile(
                 "WHEEL_FOLDER",
-                self.tr("Local folder of wheels to install from first"),
+                self.tr("Local wheel folder"),
                 behavior=FOLDER,
                 optional=True,
             )
         )
+        self.parameterDefinition("WHEEL_FOLDER").setHelp(
+            self.tr("A folder of wheels that pip installs from first (offline installs).")
+        )
         self.add_advanced(
             QgsProcessingParameterBoolean(
                 "OFFLINE",
-                self.tr("Install from the wheel folder only (no network)"),
+                self.tr("Offline (wheel folder only)"),
                 defaultValue=False,
             )
+        )
+        self.parameterDefinition("OFFLINE").setHelp(
+            self.tr("Install from the local wheel folder only, without the network.")
         )
         self.add_advanced(
             QgsProcessingParameterFile(
