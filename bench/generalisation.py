@@ -125,6 +125,7 @@ def _predict(model: str, src: str, dst: Path, args: argparse.Namespace, opts: di
 
     run_predictunet(
         src=src, model=model, dst=str(dst), threads=args.threads, reporter=Reporter.quiet(),
+        overwrite=True,
         **opts,
     )  # fmt: skip
     labels, _ = _read(dst)
@@ -168,12 +169,23 @@ def bench_nc(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> dict[
         "val_miou": train["VAL_MIOU"],
         "shift": {"gains": gains, "offsets": offsets},
     }
-    for key, src in (("clean", str(image_path)), ("shifted", shifted_path)):
-        pred = _predict(model, src, work / f"pred-{key}.tif", args, run.get("predict", {}))
-        ok = scored & (pred > 0)
-        out[key] = scores(pred[ok], strata[ok], 7)
-    out["oa_drop"] = round(out["clean"]["oa"] - out["shifted"]["oa"], 4)
+    for suffix, opts in _variants(args, run):
+        for key, src in (("clean", str(image_path)), ("shifted", shifted_path)):
+            pred = _predict(model, src, work / f"pred-{key}.tif", args, opts)
+            ok = scored & (pred > 0)
+            out[key + suffix] = scores(pred[ok], strata[ok], 7)
+        out["oa_drop" + suffix] = round(
+            out["clean" + suffix]["oa"] - out["shifted" + suffix]["oa"], 4
+        )
     return out
+
+
+def _variants(args: argparse.Namespace, run: dict[str, Any]) -> list[tuple[str, dict]]:
+    """Prediction settings to score one model with: as given, and with TTA (``--tta-both``)."""
+    opts = run.get("predict", {})
+    if args.tta_both and not opts.get("tta"):
+        return [("", opts), ("_tta", {**opts, "tta": True})]
+    return [("", opts)]
 
 
 def _dubai_labels(mask_png: Path, dst: Path) -> Path:
@@ -227,17 +239,17 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
         **run.get("train", {}),
     )
     train_s = time.perf_counter() - start
-    preds: dict[str, list[np.ndarray]] = {"clean": [], "shifted": []}
+    preds: dict[str, list[np.ndarray]] = {}
     refs = []
     for index, (image_path, label) in enumerate(test_pairs):
         image, valid = _read(image_path)
         ref, _ = _read(label)
         shifted, _, _ = shift_image(image, valid, seed=args.shift_seed + index)
         shifted_path = _write_like(work / f"shift-{index}.tif", shifted, image_path, None)
-        for key, src in (("clean", str(image_path)), ("shifted", shifted_path)):
-            preds[key].append(
-                _predict(model, src, work / f"pred-{key}-{index}.tif", args, run.get("predict", {}))
-            )
+        for suffix, opts in _variants(args, run):
+            for key, src in (("clean", str(image_path)), ("shifted", shifted_path)):
+                dst = work / f"pred-{key}-{index}.tif"
+                preds.setdefault(key + suffix, []).append(_predict(model, src, dst, args, opts))
         refs.append(ref[0].astype(np.int64))
     out: dict[str, Any] = {
         "train_images": len(train_pairs),
@@ -248,11 +260,14 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
         "val_miou": train["VAL_MIOU"],
     }
     ref_all = np.concatenate([r.ravel() for r in refs])
-    for key in ("clean", "shifted"):
-        pred_all = np.concatenate([p.ravel() for p in preds[key]])
+    for key, found in preds.items():
+        pred_all = np.concatenate([p.ravel() for p in found])
         ok = (ref_all > 0) & (pred_all > 0)
         out[key] = scores(pred_all[ok], ref_all[ok], 5)
-    out["oa_drop"] = round(out["clean"]["oa"] - out["shifted"]["oa"], 4)
+    for suffix, _ in _variants(args, run):
+        out["oa_drop" + suffix] = round(
+            out["clean" + suffix]["oa"] - out["shifted" + suffix]["oa"], 4
+        )
     return out
 
 
@@ -263,6 +278,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shift-seed", type=int, default=7)
+    parser.add_argument(
+        "--tta-both", action="store_true", help="Also score every model with TTA on."
+    )
     parser.add_argument("--dubai-images", type=int, default=9, help="Images per tile (9: all).")
     parser.add_argument("--dubai-train", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--dubai-test", type=int, nargs="+", default=[7, 8])
