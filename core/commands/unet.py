@@ -649,7 +649,7 @@ def run_predictunet(
         for p, b in zip(sources, band_lists, strict=True)
     ]
     if dask_scheduler:
-        metadata = _dask_metadata(metadata, norms, tta)
+        metadata = _dask_metadata(metadata, tta)
         from ..distributed import DEFAULT_BLOCK_SIZE, PredictItem, connect, predict_rasters
 
         def shared(path: str | None) -> str | None:  # workers have other working folders
@@ -658,8 +658,10 @@ def run_predictunet(
             return os.path.abspath(path)
 
         items = [
-            PredictItem(str(shared(s)), str(shared(d)), shared(c), tuple(b))
-            for s, d, c, b in zip(sources, dsts, confs, band_lists, strict=True)
+            PredictItem(
+                str(shared(s)), str(shared(d)), shared(c), tuple(b), tuple(n[0]), tuple(n[1])
+            )
+            for s, d, c, b, n in zip(sources, dsts, confs, band_lists, norms, strict=True)
         ]
         with connect(dask_scheduler, reporter=report) as client:
             results = predict_rasters(
@@ -721,25 +723,9 @@ def run_predictunet(
     return outputs
 
 
-def _dask_metadata(
-    metadata: dict[str, Any], norms: list[tuple[list[float], list[float]]], tta: bool
-) -> dict[str, Any]:
-    """Return the description the Dask workers apply: one normalisation for every raster."""
-    if tta:
-        raise EngineError(
-            "Test-time augmentation is not available on a Dask cluster yet: turn TTA off or "
-            "leave DASK_SCHEDULER empty (the local tiled engine)."
-        )
-    if any(n != norms[0] for n in norms[1:]):
-        raise EngineError(
-            "These rasters need different normalisations (per-image statistics or a "
-            "Sentinel-2 offset on some of them), which the Dask path cannot apply yet: leave "
-            "DASK_SCHEDULER empty, or send the rasters one at a time."
-        )
-    offsets, scales = norms[0]
-    norm = {**metadata.get("normalization", {}), "offsets": offsets, "scales": scales}
-    norm.update(mode="training", harmonize=False)
-    return {**metadata, "normalization": norm}
+def _dask_metadata(metadata: dict[str, Any], tta: bool) -> dict[str, Any]:
+    """Return the description the Dask workers apply (with ``tta``; rasters normalised per item)."""
+    return {**metadata, "tta": bool(tta)}
 
 
 def build_network_checked(metadata: dict[str, Any], state: dict[str, Any], model: str) -> Any:
