@@ -170,8 +170,9 @@ def _score_scene(
     ref_valid: np.ndarray,
     threads: int,
     methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
+    params: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """ISB, DFC, W-Net (defaults) and the two baselines on one scene.
+    """ISB, DFC, W-Net (defaults, or ``params[method]``) and the two baselines on one scene.
 
     The baselines run with every K a method found (and the reference's class count), so
     each method has a k-means reference line with its own K on the same stretched bands;
@@ -194,6 +195,7 @@ def _score_scene(
                 method,
                 src=str(src),
                 dst=f"{folder}/{method}.tif",
+                params=(params or {}).get(method),
                 threads=threads,
                 reporter=_quiet(),
             )
@@ -237,7 +239,11 @@ def _score_scene(
     return rows
 
 
-def nc(threads: int, methods: tuple[str, ...] = ("dfc", "isb", "wnet")) -> list[dict[str, Any]]:
+def nc(
+    threads: int,
+    methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
+    params: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     import rasterio
 
     folder = _data_dir("nc-landsat7")
@@ -248,7 +254,7 @@ def nc(threads: int, methods: tuple[str, ...] = ("dfc", "isb", "wnet")) -> list[
         ref_valid = ds.read_masks(1) > 0
     reference = np.where(ref_valid, reference, 0).astype(np.int64)
     return _score_scene(
-        "nc", folder / "landsat_multiband.tif", reference, ref_valid, threads, methods
+        "nc", folder / "landsat_multiband.tif", reference, ref_valid, threads, methods, params
     )
 
 
@@ -257,6 +263,7 @@ def dubai(
     size: int = 256,
     tiles: tuple[int, ...] = (1, 3, 5),
     methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
+    params: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     import rasterio
     from PIL import Image
@@ -292,7 +299,7 @@ def dubai(
                 with rasterio.open(path, "w", dtype="uint8", **profile) as ds:
                     ds.write(image)
             rows += _score_scene(
-                f"dubai-tile{tile}", path, reference, reference > 0, threads, methods
+                f"dubai-tile{tile}", path, reference, reference > 0, threads, methods, params
             )
     return rows
 
@@ -306,6 +313,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--methods", nargs="+", default=["dfc", "isb", "wnet"], help="Deep methods to run."
+    )
+    parser.add_argument(
+        "--params", default="{}", help='JSON of parameters per method, e.g. {"wnet": {...}}.'
     )
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "unsupervised.json"))
     args = parser.parse_args()
@@ -324,10 +334,13 @@ def main() -> None:
     for mode in args.mode:
         if mode == "dubai":
             results[mode] = dubai(
-                args.threads, tiles=tuple(args.dubai_tiles), methods=tuple(args.methods)
+                args.threads,
+                tiles=tuple(args.dubai_tiles),
+                methods=tuple(args.methods),
+                params=json.loads(args.params),
             )
         elif mode == "nc":
-            results[mode] = nc(args.threads, tuple(args.methods))
+            results[mode] = nc(args.threads, tuple(args.methods), json.loads(args.params))
         else:
             results[mode] = speed(args.threads)
     path = Path(args.json)
