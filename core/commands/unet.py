@@ -476,10 +476,8 @@ def _fit(
 
 
 def _validation_text(val_data: list[dict[str, Any]], fraction: float) -> str:
-    if val_data:
-        names = ", ".join(os.path.basename(d["path"]) for d in val_data)
-        return f"held-out image(s): {names}"
-    return f"{fraction:g} of blocks"
+    # the names of held-out images are in the summary's ``validation_images``
+    return "separate rasters" if val_data else f"{fraction:g} of blocks"
 
 
 def holdout_pair(
