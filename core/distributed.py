@@ -336,12 +336,17 @@ class PredictItem:
         Confidence raster to write, if any.
     bands : tuple of int
         1-based input bands, in the model's order.
+    offsets, scales : tuple of float, optional
+        This raster's normalisation (per-image statistics, Sentinel-2 harmonisation:
+        :func:`core.acquisition.raster_normalization`); the model's by default.
     """
 
     src: str
     dst: str
     dst_confidence: str | None
     bands: tuple[int, ...]
+    offsets: tuple[float, ...] | None = None
+    scales: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -365,6 +370,8 @@ class _BlockTask:
     batch_size: int
     device: str
     threads: int | None
+    offsets: tuple[float, ...] | None = None
+    scales: tuple[float, ...] | None = None
 
 
 #: Networks built on this worker, by model digest (the last two are kept).
@@ -373,7 +380,9 @@ _MODELS: dict[str, Any] = {}
 
 def _worker_network(blob: _ModelBlob) -> Any:
     """Build (once per worker) the network of a scattered model file."""
-    network = _MODELS.get(blob.digest)
+    tta = bool(blob.metadata.get("tta"))
+    key = blob.digest + (":tta" if tta else "")
+    network = _MODELS.get(key)
     if network is not None:
         return network
     from safetensors.torch import load
@@ -384,9 +393,13 @@ def _worker_network(blob: _ModelBlob) -> Any:
     network = build_network(blob.metadata)
     network.load_state_dict(load(blob.data))
     network = fold_batchnorm(network.eval())
+    if tta:  # test-time augmentation (core.tta), asked for by predictunet
+        from .tta import SymmetryAverage
+
+        network = SymmetryAverage(network)
     while len(_MODELS) >= 2:
         _MODELS.pop(next(iter(_MODELS)))
-    _MODELS[blob.digest] = network
+    _MODELS[key] = network
     return network
 
 
@@ -408,8 +421,8 @@ def _predict_block(task: _BlockTask, blob: _ModelBlob) -> dict[str, Any]:
         task.part,
         region=task.region,
         bands=list(task.bands),
-        offsets=norm.get("offsets"),
-        scales=norm.get("scales"),
+        offsets=norm.get("offsets") if task.offsets is None else list(task.offsets),
+        scales=norm.get("scales") if task.scales is None else list(task.scales),
         class_values=[c.value for c in classes],
         tile_size=int(metadata.get("tile_size", 256)),
         overlap=int(metadata.get("overlap", 64)),
@@ -517,8 +530,9 @@ def predict_rasters(
                 conf = str(folder / f"conf-{index:05d}.tif") if item.dst_confidence else None
                 parts[number].append((region, part, conf))
                 task = _BlockTask(
-                    item.src, region, part, conf, item.bands, batch_size, device, threads
-                )
+                    item.src, region, part, conf, item.bands, batch_size, device, threads,
+                    item.offsets, item.scales,
+                )  # fmt: skip
                 future = client.submit(
                     _predict_block,
                     task,

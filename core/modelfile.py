@@ -90,7 +90,8 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     size = file.stat().st_size
     with file.open("rb") as stream:
         head = stream.read(8)
-        _refuse_pickle(file, head)
+        _refuse_pickle(file, head + stream.read(1))
+        stream.seek(8)
         if len(head) < 8:
             raise EngineError(f"{file} is empty or truncated: it is not a LandSeg model file.")
         (n_bytes,) = struct.unpack("<Q", head)
@@ -156,7 +157,10 @@ def load_model(
 
 def _refuse_pickle(file: Path, head: bytes) -> None:
     # torch.save writes a zip archive (PK..) holding a pickle; old torch and plain pickle
-    # files start with the pickle protocol opcode 0x80.
+    # files start with the pickle protocol opcode 0x80. A safetensors file starts with its
+    # header's length (little-endian, so its first byte may be 0x80 too) and then "{".
+    if head[8:9] == b"{":
+        return
     if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":
         raise EngineError(
             f"{file} is a PyTorch pickle checkpoint, not a LandSeg model file. LandSeg never "

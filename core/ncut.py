@@ -62,7 +62,7 @@ def ncut_weights(
     valid: torch.Tensor | None = None,
     *,
     radius: int = 5,
-    sigma_i: float = 0.1,
+    sigma_i: float = 0.05,
     sigma_x: float = 4.0,
 ) -> NcutWeights:
     """Affinities of every pixel with its neighbours within ``radius`` (one side).

@@ -304,6 +304,7 @@ def train_network(
     min_epochs: int | None = None,
     class_weighting: bool = True,
     augment: bool = True,
+    acquisition_augment: bool = False,
     min_samples_per_epoch: int = 32,
     seed: int = 42,
     device: str | torch.device = "cpu",
@@ -345,6 +346,10 @@ def train_network(
     augment : bool
         Random flips, 90-degree rotations and radiometric jitter
         (:func:`core.augment.augment_batch`).
+    acquisition_augment : bool
+        With ``augment``, also make each crop look like another acquisition date:
+        per-band gain and offset, brightness, blur and noise
+        (:func:`core.augment.acquisition_jitter`).
     seed : int
         Seed of weights' initialisation order, crops and augmentation; the same seed
         gives the same model on CPU.
@@ -362,7 +367,7 @@ def train_network(
     import torch
     import torch.nn.functional as F
 
-    from .augment import augment_batch
+    from .augment import acquisition_jitter, augment_batch
 
     report = reporter or Reporter("text")
     if tile_size % 32:
@@ -412,6 +417,8 @@ def train_network(
             y = torch.from_numpy(y_np)
             if augment:
                 x, y = augment_batch(x, y, generator)
+                if acquisition_augment:
+                    x = acquisition_jitter(x, generator)
             x, y = x.to(device), y.to(device)
             logits = network(x)
             loss = F.cross_entropy(logits, y, weight=weight_t, ignore_index=-1)
@@ -551,6 +558,8 @@ def unet_metadata(
     tile_size: int,
     ignore_value: float | None,
     summary: dict[str, Any],
+    normalization: str = "training",
+    harmonize: bool = False,
 ) -> dict[str, Any]:
     """Describe the model for its file: architecture, bands, normalisation, classes."""
     return {
@@ -566,6 +575,9 @@ def unet_metadata(
             "method": "standardize",
             "offsets": [float(v) for v in offsets],
             "scales": [float(v) for v in scales],
+            # how prediction rebuilds the inputs (core.acquisition.raster_normalization)
+            "mode": normalization,
+            "harmonize": harmonize,
         },
         "nodata_zero": nodata_zero,
         "resolution": first["resolution"],

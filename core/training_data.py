@@ -235,18 +235,28 @@ def standardize_scenes(
     tile_size: int,
     validation_fraction: float,
     report: Reporter,
+    normalization: str = "training",
 ) -> tuple[np.ndarray, np.ndarray, list[Any], int]:
     """Standardise the images with the training statistics; split off validation blocks.
 
-    Returns the offsets and scales, the scenes and the validation block side.
+    ``normalization`` ``"image"`` or ``"percentile"`` normalises each image with its own
+    statistics instead (:func:`core.acquisition.image_statistics`).
+
+    Returns the offsets and scales (the training statistics), the scenes and the
+    validation block side.
     """
+    from .acquisition import image_statistics
+
     lookup_keys = np.array([c.value for c in table], dtype=np.int64)
     offsets, scales = band_statistics([(d["image"], d["valid"]) for d in train_data], seed=seed)
 
     def make_scene(item: dict[str, Any], train: bool) -> Scene:
-        image = (item["image"] - offsets[:, None, None].astype(np.float32)) / scales[
-            :, None, None
-        ].astype(np.float32)
+        off, scl = offsets, scales
+        if normalization != "training":
+            off, scl = image_statistics(item["image"], item["valid"], mode=normalization)
+        image = (item["image"] - off[:, None, None].astype(np.float32)) / scl[:, None, None].astype(
+            np.float32
+        )
         image[:, ~item["valid"]] = 0.0
         targets = _class_indices(item["labels"], lookup_keys)
         mask = np.full(targets.shape, train, dtype=bool)

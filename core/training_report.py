@@ -78,6 +78,7 @@ def render_training_html(
     inputs: Mapping[str, object],
     parameters: Mapping[str, object],
     title: str = "LandSeg U-Net training",
+    held_out: Sequence[str] = (),
 ) -> str:
     """Render a training run as one HTML page with embedded pictures.
 
@@ -93,18 +94,39 @@ def render_training_html(
         Classes in index order.
     inputs, parameters : mapping
         Shown as tables.
+    held_out : sequence of str
+        Names of whole validation images (a held-out date or place): the validation
+        metrics are then shown as theirs, in a section of their own.
     """
     best = next((h for h in history if h["epoch"] == best_epoch), history[-1])
     cards = [
         _card(str(best_epoch), "Best epoch", f"of {len(history)} run"),
         _card(_fmt(best["loss"], 4), "Training loss", "at the best epoch"),
     ]
+    where = "held-out image" if held_out else "spatially held-out blocks"
     if "val_miou" in best:
         cards += [
-            _card(_fmt(best["val_miou"]), "Validation mIoU", "spatially held-out blocks"),
-            _card(_fmt(best["val_oa"]), "Validation OA", "labelled validation pixels"),
-            _card(_fmt(best.get("val_macro_f1", float("nan"))), "Validation macro F1", ""),
+            _card(_fmt(best["val_miou"]), "Validation mIoU", where),
+            _card(_fmt(best["val_oa"]), "Validation OA", where),
+            _card(_fmt(best.get("val_macro_f1", float("nan"))), "Validation macro F1", where),
         ]
+    holdout = ""
+    if held_out and "val_miou" in best:
+        names = ", ".join(html.escape(n) for n in held_out)
+        holdout = (
+            "<h2>Held-out image</h2><p>Validation used whole images that training never saw "
+            f"({names}): these metrics, and early stopping, measure generalisation to an unseen "
+            "date or place, not fit.</p>"
+            + _key_values(
+                {
+                    "Images": ", ".join(held_out),
+                    "Overall accuracy": _fmt(best["val_oa"]),
+                    "Mean IoU": _fmt(best["val_miou"]),
+                    "Macro F1": _fmt(best.get("val_macro_f1", float("nan"))),
+                    "Epoch": str(best_epoch),
+                }
+            )
+        )
     labels = [c.name for c in classes]
     matrix = ""
     if confusion is not None and confusion.sum() > 0:
@@ -137,6 +159,7 @@ def render_training_html(
 <main>
 <h1>{html.escape(title)}</h1>
 <div class="cards">{"".join(cards)}</div>
+{holdout}
 <h2>Curves</h2>
 {curves}
 {matrix}
@@ -183,9 +206,13 @@ def write_training_report(
             "Validation": summary["validation"],
             "Class weighting": summary["class_weighting"],
             "Augmentation": summary["augment"],
+            "Acquisition augmentation": summary.get("acquisition_augment", False),
+            "Normalisation": summary.get("normalization", "training"),
+            "Sentinel-2 harmonisation": summary.get("harmonize", False),
             "Seed": summary["seed"],
             "Device": device,
         },
+        held_out=summary.get("validation_images") or (),
     )
     with io.atomic_output(path, overwrite=overwrite) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")

@@ -398,7 +398,7 @@ def train_wnet(
     learning_rate: float = 0.05,
     momentum: float = 0.9,
     radius: int = 5,
-    sigma_i: float = 0.1,
+    sigma_i: float = 0.05,
     sigma_x: float = 4.0,
     batch_size: int = 4,
     seed: int = 42,

@@ -180,6 +180,21 @@ def cluster_dfc(scene: Path, data: Path, out: Path, results: dict[str, dict]) ->
         f"DFC: {answer['N_CLUSTERS']} clusters in {results['nc_dfc']['seconds']:.0f} s; against "
         f"the 1996 map ARI {answer['ARI']:.3f}, OA {answer['OVERALL_ACCURACY']:.3f} (majority)"
     )
+    # The reference line: k-means with the same number of clusters on the same bands.
+    engine = os.environ.get(
+        "LANDSEG_ENGINE_PYTHON",
+        str(Path.home() / ".local/share/landseg/engine-venv/bin/python"),
+    )
+    kmeans = subprocess.run(
+        [engine, str(ROOT / "bench" / "unsupervised.py"), "--kmeans", str(scene),
+         str(data / "strata.tif"), str(answer["N_CLUSTERS"])],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    results["nc_kmeans"] = json.loads(kmeans.stdout.strip().splitlines()[-1])
+    print(
+        f"k-means with the same K ({answer['N_CLUSTERS']}): ARI "
+        f"{results['nc_kmeans']['ARI']:.3f} (DFC {answer['ARI']:.3f})"
+    )
 
 
 def _import_plugin() -> None:

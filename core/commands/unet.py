@@ -16,7 +16,14 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..params import ENCODERS, PREDICT_BATCH_SIZE, TRAIN_DEFAULTS
+from ..params import (
+    ENCODERS,
+    PREDICT_BATCH_SIZE,
+    PREDICT_DEFAULTS,
+    TRAIN_DEFAULTS,
+    UNET_HELP,
+    UNET_NORMALIZATIONS,
+)
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_dask_arguments, add_device_arguments
 from ._outputs import all_or_none
@@ -74,6 +81,21 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--validation-fraction", type=float, default=d["validation_fraction"])
     train.add_argument("--class-weighting", action=argparse.BooleanOptionalAction, default=True)
     train.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True)
+    train.add_argument(
+        "--normalization", choices=UNET_NORMALIZATIONS, default=d["normalization"],
+        help=UNET_HELP["normalization"],
+    )  # fmt: skip
+    train.add_argument(
+        "--harmonize", action=argparse.BooleanOptionalAction, default=d["harmonize"],
+        help=UNET_HELP["harmonize"],
+    )  # fmt: skip
+    train.add_argument(
+        "--acquisition-augment", action=argparse.BooleanOptionalAction,
+        default=d["acquisition_augment"], help=UNET_HELP["acquisition_augment"],
+    )  # fmt: skip
+    train.add_argument(
+        "--holdout-image", type=int, default=d["holdout_image"], help=UNET_HELP["holdout_image"]
+    )
     train.add_argument("--seed", type=int, default=d["seed"])
     add_device_arguments(train)
     train.add_argument("--report", help="HTML training report.")
@@ -103,6 +125,10 @@ def _add_predict(commands: Any) -> None:
     )
     predict.add_argument("--polygons", help="Class polygons (any OGR format).")
     predict.add_argument("--batch-size", type=int, default=PREDICT_BATCH_SIZE)
+    predict.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction, default=PREDICT_DEFAULTS["tta"],
+        help=UNET_HELP["tta"],
+    )  # fmt: skip
     add_device_arguments(predict, threads_help=False)
     predict.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
     predict.add_argument("--mosaic", help="Also write a VRT mosaic of the class rasters (.vrt).")
@@ -133,6 +159,10 @@ def _run_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         validation_fraction=args.validation_fraction,
         class_weighting=args.class_weighting,
         augment=args.augment,
+        normalization=args.normalization,
+        harmonize=args.harmonize,
+        acquisition_augment=args.acquisition_augment,
+        holdout_image=args.holdout_image,
         seed=args.seed,
         device=args.device,
         threads=args.threads,
@@ -151,6 +181,7 @@ def _run_predict(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]
         dst_confidence=args.confidence,
         dst_polygons=args.polygons,
         batch_size=args.batch_size,
+        tta=args.tta,
         device=args.device,
         threads=args.threads,
         overwrite=args.overwrite,
@@ -185,6 +216,10 @@ def run_trainunet(
     validation_fraction: float = TRAIN_DEFAULTS["validation_fraction"],
     class_weighting: bool = True,
     augment: bool = True,
+    normalization: str = TRAIN_DEFAULTS["normalization"],
+    harmonize: bool = TRAIN_DEFAULTS["harmonize"],
+    acquisition_augment: bool = TRAIN_DEFAULTS["acquisition_augment"],
+    holdout_image: int = TRAIN_DEFAULTS["holdout_image"],
     seed: int = TRAIN_DEFAULTS["seed"],
     device: str = "auto",
     threads: int | None = None,
@@ -232,6 +267,17 @@ def run_trainunet(
         out for validation.
     class_weighting, augment : bool
         Inverse-frequency class weights; flips, rotations and radiometric jitter.
+    normalization : {"training", "image", "percentile"}
+        Band scaling (:mod:`core.acquisition`): the training images' statistics, or each
+        image's own (stored in the model, so prediction does the same).
+    harmonize : bool
+        Subtract the Sentinel-2 baseline-04.00 +1000 offset from images that carry it
+        (:mod:`core.harmonize`); prediction does the same per raster.
+    acquisition_augment : bool
+        With ``augment``, per-band gain/offset, brightness, blur and noise
+        (:func:`core.augment.acquisition_jitter`).
+    holdout_image : int
+        1-based input held out whole for validation (0: none); replaces the block split.
     seed : int
         Random seed; the same seed gives the same model on CPU.
     device : str
@@ -254,6 +300,7 @@ def run_trainunet(
         ``VAL_MIOU``, ``VAL_OA`` (NaN without validation).
     """
     from .. import io
+    from ..acquisition import harmonize_scenes
     from ..classes import classes_to_json
     from ..modelfile import save_model
     from ..training import training_summary, unet_metadata
@@ -275,12 +322,18 @@ def run_trainunet(
         raise EngineError("VALIDATION_FRACTION must be between 0 and 1 (e.g. 0.2).")
     if epochs < 1 or batch_size < 1:
         raise EngineError("EPOCHS and BATCH_SIZE must be at least 1.")
+    if normalization not in UNET_NORMALIZATIONS:
+        raise EngineError(
+            f"Unknown NORMALIZATION {normalization!r}; use one of {', '.join(UNET_NORMALIZATIONS)}."
+        )
     io.check_outputs((dst_model, dst_report), overwrite=overwrite)
 
     train_pairs, val_pairs = _training_pairs(
         inputs, labels, label_polygons, class_field, tile_folder, validation_inputs,
         validation_labels, report,
     )  # fmt: skip
+    if holdout_image:
+        train_pairs, val_pairs = holdout_pair(train_pairs, val_pairs, holdout_image, report)
     scene_args: dict[str, Any] = {
         "bands": bands,
         "label_polygons": label_polygons,
@@ -291,19 +344,22 @@ def run_trainunet(
     }
     train_data = load_scenes(train_pairs, **scene_args)
     val_data = load_scenes(val_pairs, **scene_args) if val_pairs else []
+    if harmonize:
+        harmonize_scenes(train_data + val_data, report)
     count = band_count(train_data + val_data)
     table = class_table(train_data, val_data, classes)
     offsets, scales, scenes, block = standardize_scenes(
         train_data, val_data, table, seed=seed, tile_size=tile_size,
-        validation_fraction=validation_fraction, report=report,
+        validation_fraction=validation_fraction, report=report, normalization=normalization,
     )  # fmt: skip
     counts = log_class_counts(train_data, table, report)
 
     result, torch_device = _fit(
         scenes, table, count, block, encoder=encoder, encoder_weights=encoder_weights,
         tile_size=tile_size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-        patience=patience, class_weighting=class_weighting, augment=augment, seed=seed,
-        device=device, threads=threads, report=report,
+        patience=patience, class_weighting=class_weighting, augment=augment,
+        acquisition_augment=acquisition_augment, seed=seed, device=device, threads=threads,
+        report=report,
     )  # fmt: skip
     settings = {
         "tile_size": tile_size,
@@ -312,17 +368,22 @@ def run_trainunet(
         "patience": patience,
         "class_weighting": class_weighting,
         "augment": augment,
+        "acquisition_augment": acquisition_augment,
+        "normalization": normalization,
+        "harmonize": harmonize,
         "seed": seed,
         "encoder_weights": os.path.basename(encoder_weights) if encoder_weights else None,
     }
     summary = training_summary(
         result, epochs=epochs, device=str(torch_device), counts=counts, table=table,
-        train_data=train_data, validation="separate rasters" if val_data
-        else f"{validation_fraction:g} of blocks", settings=settings,
+        train_data=train_data, validation=_validation_text(val_data, validation_fraction),
+        settings=settings,
     )  # fmt: skip
+    summary["validation_images"] = [os.path.basename(d["path"]) for d in val_data]
     metadata = unet_metadata(
         encoder, count, table, train_data[0], offsets, scales, nodata_zero=nodata_zero,
         tile_size=tile_size, ignore_value=ignore_value, summary=summary,
+        normalization=normalization, harmonize=harmonize,
     )  # fmt: skip
     outputs: dict[str, Any] = {"OUTPUT_MODEL": str(dst_model)}
     # Both files or neither: each is written under a temporary name, the report first;
@@ -363,6 +424,7 @@ def _fit(
     patience: int,
     class_weighting: bool,
     augment: bool,
+    acquisition_augment: bool,
     seed: int,
     device: str,
     threads: int | None,
@@ -404,12 +466,40 @@ def _fit(
         patience=patience,
         class_weighting=class_weighting,
         augment=augment,
+        acquisition_augment=acquisition_augment,
         seed=seed,
         device=torch_device,
         reporter=report,
         on_epoch=on_epoch,
     )
     return result, torch_device
+
+
+def _validation_text(val_data: list[dict[str, Any]], fraction: float) -> str:
+    # the names of held-out images are in the summary's ``validation_images``
+    return "separate rasters" if val_data else f"{fraction:g} of blocks"
+
+
+def holdout_pair(
+    train_pairs: list[tuple[str, str | None]],
+    val_pairs: list[tuple[str, str | None]],
+    index: int,
+    report: Reporter,
+) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
+    """Move the ``index``-th (1-based) training image, whole, to the validation images."""
+    if val_pairs:
+        raise EngineError(
+            "HOLDOUT_IMAGE and a separate validation image (VALIDATION_INPUT or a tile "
+            "folder's val/) both choose the validation data: give only one of them."
+        )
+    if not 1 <= index <= len(train_pairs) or len(train_pairs) < 2:
+        raise EngineError(
+            f"HOLDOUT_IMAGE is {index} but there are {len(train_pairs)} input images: give "
+            "the number (1 for the first) of one of at least two inputs, or 0 for none."
+        )
+    held = train_pairs[index - 1]
+    report.info(f"Validation on the held-out image {held[0]} (not used for training).")
+    return [p for k, p in enumerate(train_pairs) if k != index - 1], [held]
 
 
 def _training_pairs(
@@ -471,6 +561,7 @@ def run_predictunet(
     dst_confidence: str | None = None,
     dst_polygons: str | None = None,
     batch_size: int = PREDICT_BATCH_SIZE,
+    tta: bool = PREDICT_DEFAULTS["tta"],
     device: str = "auto",
     threads: int | None = None,
     overwrite: bool = False,
@@ -498,6 +589,9 @@ def run_predictunet(
         raster only).
     batch_size, device, threads, overwrite, reporter
         See :func:`core.inference.predict_raster`.
+    tta : bool
+        Average the probabilities over the 8 flips and 90-degree rotations of each tile
+        (:class:`core.tta.SymmetryAverage`; 8 times the compute).
     dask_scheduler : str, optional
         Run the tiles on a Dask cluster: ``tcp://host:8786`` or ``local:N``
         (:mod:`core.distributed`). The labels equal the single-process run's.
@@ -517,6 +611,7 @@ def run_predictunet(
     import torch
 
     from .. import io
+    from ..acquisition import raster_normalization
     from ..batch import batch_outputs, list_rasters
     from ..classes import classes_from_json, classes_to_json, complete_classes
     from ..modelfile import load_model, read_metadata
@@ -547,7 +642,12 @@ def run_predictunet(
     )
     band_lists = [_model_bands(metadata, path, report) for path in sources]
     classes = classes_from_json(metadata["classes"])
+    norms = [
+        raster_normalization(metadata, p, b, report=report)
+        for p, b in zip(sources, band_lists, strict=True)
+    ]
     if dask_scheduler:
+        metadata = _dask_metadata(metadata, tta)
         from ..distributed import DEFAULT_BLOCK_SIZE, PredictItem, connect, predict_rasters
 
         def shared(path: str | None) -> str | None:  # workers have other working folders
@@ -556,8 +656,10 @@ def run_predictunet(
             return os.path.abspath(path)
 
         items = [
-            PredictItem(str(shared(s)), str(shared(d)), shared(c), tuple(b))
-            for s, d, c, b in zip(sources, dsts, confs, band_lists, strict=True)
+            PredictItem(
+                str(shared(s)), str(shared(d)), shared(c), tuple(b), tuple(n[0]), tuple(n[1])
+            )
+            for s, d, c, b, n in zip(sources, dsts, confs, band_lists, norms, strict=True)
         ]
         with connect(dask_scheduler, reporter=report) as client:
             results = predict_rasters(
@@ -578,15 +680,21 @@ def run_predictunet(
             torch.set_num_threads(int(threads))
         state, metadata = load_model(model)
         network = build_network_checked(metadata, state, model)
+        if tta:
+            from ..inference import fold_batchnorm
+            from ..tta import SymmetryAverage
+
+            report.info("Test-time augmentation: 8 flips and rotations per tile.")
+            network = SymmetryAverage(fold_batchnorm(network.eval()))
         results = []
-        for number, (path, out, conf, bands) in enumerate(
-            zip(sources, dsts, confs, band_lists, strict=True)
+        for number, (path, out, conf, bands, norm) in enumerate(
+            zip(sources, dsts, confs, band_lists, norms, strict=True)
         ):
             if batch:
                 report.info(f"Raster {number + 1} of {len(sources)}: {path}")
             results.append(
                 _predict_one(
-                    network, metadata, classes, path, out, conf, bands,
+                    network, metadata, classes, path, out, conf, bands, norm,
                     batch_size=batch_size, device=device, threads=threads,
                     overwrite=overwrite, report=report,
                 )
@@ -611,6 +719,11 @@ def run_predictunet(
         write_qml(dst_mosaic, complete_classes([], classes))
         outputs["OUTPUT_MOSAIC"] = str(dst_mosaic)
     return outputs
+
+
+def _dask_metadata(metadata: dict[str, Any], tta: bool) -> dict[str, Any]:
+    """Return the description the Dask workers apply (with ``tta``; rasters normalised per item)."""
+    return {**metadata, "tta": bool(tta)}
 
 
 def build_network_checked(metadata: dict[str, Any], state: dict[str, Any], model: str) -> Any:
@@ -674,6 +787,7 @@ def _predict_one(
     dst: str,
     dst_confidence: str | None,
     bands: Sequence[int],
+    normalization: tuple[list[float], list[float]],
     *,
     batch_size: int,
     device: str,
@@ -684,14 +798,14 @@ def _predict_one(
     """Classify one raster in this process (:func:`core.inference.predict_raster`)."""
     from ..inference import predict_raster
 
-    norm = metadata.get("normalization", {})
+    offsets, scales = normalization
     return predict_raster(
         network,
         src,
         dst,
         bands=list(bands),
-        offsets=norm.get("offsets"),
-        scales=norm.get("scales"),
+        offsets=offsets,
+        scales=scales,
         class_values=[c.value for c in classes],
         classes=classes,
         tile_size=int(metadata.get("tile_size", 256)),

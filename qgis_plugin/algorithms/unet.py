@@ -25,7 +25,14 @@ from qgis.core import (
     QgsProcessingUtils,
 )
 
-from ...core.params import ENCODERS, TRAIN_DEFAULTS
+from ...core.params import (
+    ENCODERS,
+    PREDICT_DEFAULTS,
+    TRAIN_DEFAULTS,
+    UNET_HELP,
+    UNET_NORMALIZATION_LABELS,
+    UNET_NORMALIZATIONS,
+)
 from ..checks import class_table_error, destination_path, extension_error
 from ..engine import run_engine
 from ..sources import absolute, clip_to_extent, copy_polygons, raster_source, vector_source
@@ -232,6 +239,7 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
             parameter = QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=default)
             parameter.setHelp(self.tr(text))
             self.add_advanced(parameter)
+        self._add_generalisation(d)
         self.add_device()
         # Optional (a temporary file when left out), so a model that shows it as an
         # output does not make qgis_process ask for it.
@@ -255,6 +263,47 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("VAL_MIOU", self.tr("Validation mean IoU")))
         self.addOutput(QgsProcessingOutputNumber("VAL_OA", self.tr("Validation overall accuracy")))
         self.addOutput(QgsProcessingOutputNumber("BEST_EPOCH", self.tr("Epoch kept")))
+
+    def _add_generalisation(self, d: dict[str, Any]) -> None:
+        """Advanced options for new dates and places, each with help on when to use it."""
+        normalization = QgsProcessingParameterEnum(
+            "NORMALIZATION",
+            self.tr("Band normalisation"),
+            options=[self.tr(UNET_NORMALIZATION_LABELS[m]) for m in UNET_NORMALIZATIONS],
+            defaultValue=UNET_NORMALIZATIONS.index(d["normalization"]),
+        )
+        normalization.setHelp(self.tr(UNET_HELP["normalization"]))
+        self.add_advanced(normalization)
+        for key, label in (
+            ("HARMONIZE", "Sentinel-2: remove the +1000 offset of processing baseline 04.00"),
+            ("ACQUISITION_AUGMENT", "Augment for other dates (gain, offset, blur, noise)"),
+        ):
+            flag = QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=d[key.lower()])
+            flag.setHelp(self.tr(UNET_HELP[key.lower()]))
+            self.add_advanced(flag)
+        holdout = QgsProcessingParameterNumber(
+            "HOLDOUT_IMAGE",
+            self.tr("Validate on this whole image, left out of training (1 = first; 0: none)"),
+            type=INTEGER,
+            defaultValue=d["holdout_image"],
+            minValue=0,
+        )
+        holdout.setHelp(self.tr(UNET_HELP["holdout_image"]))
+        self.add_advanced(holdout)
+
+    def _generalisation_args(
+        self, parameters: dict[str, Any], context: QgsProcessingContext
+    ) -> list[str]:
+        mode = UNET_NORMALIZATIONS[self.parameterAsEnum(parameters, "NORMALIZATION", context)]
+        args = ["--normalization", mode]
+        for key, option in (
+            ("HARMONIZE", "harmonize"),
+            ("ACQUISITION_AUGMENT", "acquisition-augment"),
+        ):
+            on = self.parameterAsBoolean(parameters, key, context)
+            args.append(f"--{option}" if on else f"--no-{option}")
+        holdout = self.parameterAsInt(parameters, "HOLDOUT_IMAGE", context)
+        return [*args, "--holdout-image", str(holdout)]
 
     def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
         """One kind of training data, labels matching the images, class table, files."""
@@ -378,6 +427,7 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
             args.append("--no-augment")
         if self.parameterAsBoolean(parameters, "NODATA_ZERO", context):
             args.append("--nodata-zero")
+        args += self._generalisation_args(parameters, context)
         args += self.device_args(parameters, context)
         outputs: dict[str, Any] = {"OUTPUT_MODEL": model}
         if parameters.get("OUTPUT_REPORT") is not None:
@@ -442,6 +492,13 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
                 "BATCH_SIZE", self.tr("Tiles per batch"), type=INTEGER, defaultValue=8, minValue=1
             )
         )
+        tta = QgsProcessingParameterBoolean(
+            "TTA",
+            self.tr("Test-time augmentation (average over flips and rotations; 8x slower)"),
+            defaultValue=PREDICT_DEFAULTS["tta"],
+        )
+        tta.setHelp(self.tr(UNET_HELP["tta"]))
+        self.add_advanced(tta)
         self.add_device()
         self.add_dask_scheduler()
         self.addParameter(  # optional for a batch; a temporary file by default
@@ -542,6 +599,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             "--overwrite",
             "--batch-size",
             str(self.parameterAsInt(parameters, "BATCH_SIZE", context)),
+            "--tta" if self.parameterAsBoolean(parameters, "TTA", context) else "--no-tta",
             *self.device_args(parameters, context),
             *self.dask_args(parameters, context),
         ]

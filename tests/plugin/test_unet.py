@@ -423,3 +423,55 @@ def test_predict_on_an_extent(model, crop, run, tmp_path):
     assert px <= rect.xMinimum() and px + part.RasterXSize * dx >= rect.xMaximum()
     assert py >= rect.yMaximum() and py + part.RasterYSize * dy <= rect.yMinimum()
     assert part.RasterXSize < 128 and part.RasterYSize < 128
+
+
+def test_generalisation_options_exist_and_reach_the_engine(crop, provider, run, tmp_path):
+    import shutil
+
+    from qgis.core import QgsProcessingParameterDefinition
+
+    advanced = QgsProcessingParameterDefinition.FlagAdvanced
+    if hasattr(QgsProcessingParameterDefinition, "Flag"):  # QGIS 3.36+ scoped enum
+        advanced = getattr(QgsProcessingParameterDefinition.Flag, "FlagAdvanced", advanced)
+    train = provider.algorithm("trainunet")
+    predict = provider.algorithm("predictunet")
+    for alg, key in (
+        (train, "NORMALIZATION"),
+        (train, "HARMONIZE"),
+        (train, "ACQUISITION_AUGMENT"),
+        (train, "HOLDOUT_IMAGE"),
+        (predict, "TTA"),
+    ):
+        definition = alg.parameterDefinition(key)
+        assert definition is not None, key
+        assert definition.flags() & advanced and len(definition.help()) > 40, key
+    second = tmp_path / "second.tif"
+    shutil.copy(crop["image"], second)
+    path = tmp_path / "m.safetensors"
+    report = tmp_path / "r.html"
+    run(
+        "landseg:trainunet",
+        {
+            "INPUTS": [str(crop["image"]), str(second)],
+            "LABELS": [str(crop["labels"]), str(crop["labels"])],
+            "CLASSES": NAMES,
+            **FAST,
+            "NORMALIZATION": 2,  # percentile
+            "HARMONIZE": False,
+            "ACQUISITION_AUGMENT": True,
+            "HOLDOUT_IMAGE": 2,
+            "OUTPUT_MODEL": str(path),
+            "OUTPUT_REPORT": str(report),
+        },
+    )
+    meta = read_metadata(path)
+    assert meta["normalization"]["mode"] == "percentile"
+    assert meta["normalization"]["harmonize"] is False
+    assert meta["training"]["acquisition_augment"] is True
+    assert meta["training"]["validation_images"] == ["second.tif"]
+    assert "Held-out image" in report.read_text()
+    out = tmp_path / "classes.tif"
+    run("landseg:predictunet", {"INPUT": str(crop["image"]), "MODEL": str(path), "TTA": True,
+                                "OUTPUT": str(out)})  # fmt: skip
+    ds = gdal.Open(str(out))
+    assert ds.GetRasterBand(1).ReadAsArray().max() >= 1
