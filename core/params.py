@@ -18,6 +18,10 @@ from typing import Any, Literal
 
 from .protocol import EngineError
 
+#: What happens to clusters no scribble touched: extra unnamed classes, or merged into
+#: the most similar named class (``core.scribbles``, DFC/ISB ``--unscribbled``).
+UNSCRIBBLED_RULES = ("extra", "merge")
+
 Kind = Literal["int", "float", "bool"]
 
 
@@ -362,7 +366,8 @@ UNET_HELP: dict[str, str] = {
     "that early stopping and the report measure generalisation to an unseen date or place "
     "instead of fit on the training images. Needs at least two inputs.",
     "tta": "Test-time augmentation: average the class probabilities over the 8 flips and "
-    "90-degree rotations of every tile. Steadier maps on new dates, 8 times the compute.",
+    "90-degree rotations of every tile. Steadier maps on new dates, 8 times the compute. "
+    "U-Net models only (ISB/DFC/W-Net models give their clusters as trained).",
 }
 
 #: Defaults of ``predictunet``'s options.

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .classes import ClassInfo, palette
+from .params import UNSCRIBBLED_RULES
 
 __all__ = [
     "UNSCRIBBLED_RULES",
@@ -32,9 +33,6 @@ __all__ = [
     "scribble_counts",
     "write_scribble_classes",
 ]
-
-#: What happens to clusters no scribble touched.
-UNSCRIBBLED_RULES = ("extra", "merge")
 
 
 @dataclass(frozen=True)

@@ -591,7 +591,8 @@ def run_predictunet(
         See :func:`core.inference.predict_raster`.
     tta : bool
         Average the probabilities over the 8 flips and 90-degree rotations of each tile
-        (:class:`core.tta.SymmetryAverage`; 8 times the compute).
+        (:class:`core.tta.SymmetryAverage`; 8 times the compute). Not applied to
+        ISB/DFC/W-Net model files, which give their clusters as trained.
     dask_scheduler : str, optional
         Run the tiles on a Dask cluster: ``tcp://host:8786`` or ``local:N``
         (:mod:`core.distributed`). The labels equal the single-process run's.
@@ -642,6 +643,11 @@ def run_predictunet(
     )
     band_lists = [_model_bands(metadata, path, report) for path in sources]
     classes = classes_from_json(metadata["classes"])
+    if tta and metadata.get("task") == "unsupervised":
+        # averaged probabilities name classes; a clustering network reproduces its clusters
+        report.info("Test-time augmentation is for U-Net classes: this ISB/DFC/W-Net model "
+                    "gives its clusters as trained.")  # fmt: skip
+        tta = False
     norms = [
         raster_normalization(metadata, p, b, report=report)
         for p, b in zip(sources, band_lists, strict=True)

@@ -17,9 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..params import DEFAULT_PERCENTILES, UNSUPERVISED, UNSUPERVISED_COMMON, validate
+from ..params import (
+    DEFAULT_PERCENTILES,
+    UNSCRIBBLED_RULES,
+    UNSUPERVISED,
+    UNSUPERVISED_COMMON,
+    validate,
+)
 from ..protocol import EngineError, Reporter
-from ..scribbles import UNSCRIBBLED_RULES
 from ._options import add_bands, add_device_arguments, add_param, add_seed, add_stretch_arguments
 from ._outputs import all_or_none
 
