@@ -275,15 +275,15 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         normalization.setHelp(self.tr(UNET_HELP["normalization"]))
         self.add_advanced(normalization)
         for key, label in (
-            ("HARMONIZE", "Sentinel-2: remove the +1000 offset of processing baseline 04.00"),
-            ("ACQUISITION_AUGMENT", "Augment for other dates (gain, offset, blur, noise)"),
+            ("HARMONIZE", "Remove the Sentinel-2 +1000 offset"),
+            ("ACQUISITION_AUGMENT", "Augment for other dates"),
         ):
             flag = QgsProcessingParameterBoolean(key, self.tr(label), defaultValue=d[key.lower()])
             flag.setHelp(self.tr(UNET_HELP[key.lower()]))
             self.add_advanced(flag)
         holdout = QgsProcessingParameterNumber(
             "HOLDOUT_IMAGE",
-            self.tr("Validate on this whole image, left out of training (1 = first; 0: none)"),
+            self.tr("Held-out validation image"),
             type=INTEGER,
             defaultValue=d["holdout_image"],
             minValue=0,
@@ -494,7 +494,7 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
         )
         tta = QgsProcessingParameterBoolean(
             "TTA",
-            self.tr("Test-time augmentation (average over flips and rotations; 8x slower)"),
+            self.tr("Test-time augmentation"),
             defaultValue=PREDICT_DEFAULTS["tta"],
         )
         tta.setHelp(self.tr(UNET_HELP["tta"]))
