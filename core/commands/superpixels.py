@@ -352,21 +352,17 @@ def _superpixels_in_blocks(
     dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
     """Run the streamed path of :func:`run_superpixels` (rasters larger than a block)."""
-    if dask_scheduler:
-        from ..distributed import DaskBlocks, connect
+    with contextlib.ExitStack() as stack:
+        executor = None
+        if dask_scheduler:
+            from ..distributed import DaskBlocks, connect
 
-        with connect(dask_scheduler, reporter=report) as client:
-            return _segment_blocks(
-                method, src=src, info=info, band_list=band_list, kwargs=kwargs,
-                outputs=outputs, normalization=normalization, percentiles=percentiles,
-                nodata_zero=nodata_zero, overwrite=overwrite, block_size=block_size,
-                report=report, executor=DaskBlocks(client),
-            )  # fmt: skip
-    return _segment_blocks(
-        method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
-        normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
-        overwrite=overwrite, block_size=block_size, report=report, executor=None,
-    )  # fmt: skip
+            executor = DaskBlocks(stack.enter_context(connect(dask_scheduler, reporter=report)))
+        return _segment_blocks(
+            method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
+            normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
+            overwrite=overwrite, block_size=block_size, report=report, executor=executor,
+        )  # fmt: skip
 
 
 def _segment_blocks(
