@@ -1,16 +1,15 @@
-"""Styles of LandSeg outputs: segment palettes, outline polygons, sidecar QML files.
+"""Styles of LandSeg outputs when QGIS loads them: names, class legends, outlines.
 
-Outputs are styled twice: a ``.qml`` file is written beside each raster output (so the
-style comes back whenever the file is opened, including results of ``qgis_process``),
-and a layer post-processor applies the style and a readable name when QGIS loads the
-result at the end of an algorithm.
+The engine writes a ``.qml`` style beside each raster output (so the style comes back
+whenever the file is opened, including results of ``qgis_process``); here a layer
+post-processor gives the loaded layer a readable name and its legend, on QGIS's main
+thread, at the end of an algorithm.
 """
 
 from __future__ import annotations
 
 import colorsys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -26,9 +25,6 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-#: Above this many segments a palette is too heavy; the layer keeps QGIS's default style.
-MAX_PALETTE_CLASSES = 50_000
-
 
 def segment_color(segment_id: int) -> QColor:
     """Colour of a segment id: golden-angle hues, so neighbouring ids differ clearly."""
@@ -37,27 +33,6 @@ def segment_color(segment_id: int) -> QColor:
     value = 0.75 + 0.2 * ((segment_id * 5) % 2)
     red, green, blue = colorsys.hsv_to_rgb(hue, saturation, value)
     return QColor(int(red * 255), int(green * 255), int(blue * 255))
-
-
-def segment_renderer(layer: QgsRasterLayer, n_segments: int) -> QgsPalettedRasterRenderer | None:
-    """Paletted renderer giving each segment id 1..N a distinct colour."""
-    if n_segments < 1 or n_segments > MAX_PALETTE_CLASSES:
-        return None
-    classes = [
-        QgsPalettedRasterRenderer.Class(i, segment_color(i), str(i))
-        for i in range(1, n_segments + 1)
-    ]
-    return QgsPalettedRasterRenderer(layer.dataProvider(), 1, classes)
-
-
-def style_segments(layer: QgsRasterLayer, n_segments: int) -> bool:
-    """Apply the segment palette to a layer; False if there are too many segments."""
-    renderer = segment_renderer(layer, n_segments)
-    if renderer is None:
-        return False
-    layer.setRenderer(renderer)
-    layer.triggerRepaint()
-    return True
 
 
 def style_outlines(layer: QgsVectorLayer) -> None:
@@ -112,34 +87,6 @@ def style_classes(layer: QgsRasterLayer, classes: Sequence[Mapping[str, Any]]) -
     return True
 
 
-def write_class_style(raster_path: str, classes: Sequence[Mapping[str, Any]]) -> str | None:
-    """Write ``<raster>.qml`` beside a classified raster with its class names and colours."""
-    layer = QgsRasterLayer(raster_path, "classes", "gdal")
-    if not layer.isValid() or not style_classes(layer, classes):
-        return None
-    qml = str(Path(raster_path).with_suffix(".qml"))
-    layer.saveNamedStyle(qml)
-    return qml
-
-
-def write_segment_style(raster_path: str, n_segments: int) -> str | None:
-    """Write ``<raster>.qml`` beside a segment raster with its palette.
-
-    QGIS reads a ``.qml`` with the raster's base name as the layer's default style.
-
-    Returns
-    -------
-    str or None
-        The QML path, or None when there are too many segments for a palette.
-    """
-    layer = QgsRasterLayer(raster_path, "segments", "gdal")
-    if not layer.isValid() or not style_segments(layer, n_segments):
-        return None
-    qml = str(Path(raster_path).with_suffix(".qml"))
-    layer.saveNamedStyle(qml)
-    return qml
-
-
 class LayerStyler(QgsProcessingLayerPostProcessorInterface):
     """Rename and style an output layer when QGIS loads it after an algorithm."""
 
@@ -165,7 +112,8 @@ class LayerStyler(QgsProcessingLayerPostProcessorInterface):
         if isinstance(layer, QgsRasterLayer) and self.classes:
             style_classes(layer, self.classes)
         elif isinstance(layer, QgsRasterLayer) and self.n_segments:
-            style_segments(layer, self.n_segments)
+            layer.loadDefaultStyle()  # the engine's palette, in the .qml beside the raster
+            layer.triggerRepaint()
         elif isinstance(layer, QgsVectorLayer) and self.outlines:
             style_outlines(layer)
 

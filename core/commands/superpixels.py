@@ -37,6 +37,8 @@ __all__ = ["add_commands", "run_superpixels"]
 
 #: Nodata of segment-id rasters (ids start at 1).
 SEGMENT_NODATA = 0
+#: Above this many segments the output gets no palette style (too heavy to draw).
+MAX_PALETTE_SEGMENTS = 50_000
 #: Nodata of mean-colour rasters.
 MEAN_NODATA = -9999.0
 
@@ -231,7 +233,7 @@ def run_superpixels(
         f"{'CRS ' + _crs_name(info.crs_wkt) if info.crs_wkt else 'no georeferencing'}."
     )
     if max(info.width, info.height) > block_size:
-        return _superpixels_in_blocks(
+        result = _superpixels_in_blocks(
             method,
             src=src,
             info=info,
@@ -246,14 +248,33 @@ def run_superpixels(
             report=report,
             dask_scheduler=dask_scheduler,
         )
-    if dask_scheduler:
-        report.info("The raster fits in one block: segmented here, without Dask.")
+    else:
+        if dask_scheduler:
+            report.info("The raster fits in one block: segmented here, without Dask.")
+        result = _superpixels_in_memory(
+            method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
+            normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
+            overwrite=overwrite, report=report,
+        )  # fmt: skip
+    write_segment_style(dst, int(result["N_SEGMENTS"]))
+    return result
 
-    return _superpixels_in_memory(
-        method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
-        normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
-        overwrite=overwrite, report=report,
-    )  # fmt: skip
+
+def write_segment_style(dst: str, n_segments: int) -> None:
+    """Write ``<dst>.qml``: one distinct colour per segment id 1..N (QGIS's default style).
+
+    Above ``MAX_PALETTE_SEGMENTS`` a palette is too heavy to draw; the raster keeps QGIS's
+    default (grey) rendering and any older style beside it is removed.
+    """
+    from pathlib import Path
+
+    from ..classes import ClassInfo, palette, write_qml
+
+    if 1 <= n_segments <= MAX_PALETTE_SEGMENTS:
+        colors = palette(n_segments, offset=1)
+        write_qml(dst, [ClassInfo(i, str(i), colors[i - 1]) for i in range(1, n_segments + 1)])
+    else:
+        Path(dst).with_suffix(".qml").unlink(missing_ok=True)
 
 
 def _superpixels_in_memory(

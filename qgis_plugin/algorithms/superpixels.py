@@ -20,7 +20,7 @@ from ...core.params import (
 from ..checks import extension_error
 from ..engine import run_engine
 from ..sources import absolute, clip_to_extent, copy_polygons, raster_source
-from ..styling import LayerStyler, attach_styler, write_segment_style
+from ..styling import LayerStyler, attach_styler
 from .base import POLYGONS, LandSegAlgorithm
 
 _NAMES = {"slic": "SLIC", "quickshift": "QuickShift", "felzenszwalb": "Felzenszwalb"}
@@ -128,7 +128,6 @@ class SuperpixelAlgorithm(LandSegAlgorithm):
         result = run_engine(args, feedback, outputs=[p for p in (output, mean) if p])
         n_segments = int(result.get("N_SEGMENTS", 0))
         feedback.pushInfo(self.tr(f"{n_segments} segments."))
-        write_segment_style(output, n_segments)
         name = _NAMES[self.method]
         attach_styler(context, output, LayerStyler(f"{name} segments", n_segments=n_segments))
         outputs: dict[str, Any] = {"OUTPUT": output, "N_SEGMENTS": n_segments}

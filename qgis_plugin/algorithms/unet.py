@@ -36,7 +36,7 @@ from ...core.params import (
 from ..checks import class_table_error, destination_path, extension_error
 from ..engine import run_engine
 from ..sources import absolute, clip_to_extent, copy_polygons, raster_source, vector_source
-from ..styling import LayerStyler, attach_styler, write_class_style
+from ..styling import LayerStyler, attach_styler
 from .base import (
     DOUBLE,
     FOLDER,
@@ -642,7 +642,6 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             args += ["--polygons", polygons_tmp]
         result = run_engine(args, feedback, outputs=files)
         classes = result.get("CLASSES") or []
-        write_class_style(output, classes)
         attach_styler(context, output, LayerStyler("U-Net classes", classes=classes))
         outputs: dict[str, Any] = {"OUTPUT": output}
         if confidence:
@@ -691,12 +690,9 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             args += ["--mosaic", mosaic]
         result = run_engine(args, feedback, outputs=[*expected, mosaic or ""])
         classes = result.get("CLASSES") or []
-        for path in result.get("OUTPUTS") or []:
-            write_class_style(path, classes)
         feedback.pushInfo(f"{len(result.get('OUTPUTS') or [])} class rasters in {out_folder}")
         outputs: dict[str, Any] = {"OUTPUT_FOLDER": out_folder}
         if mosaic:
-            write_class_style(mosaic, classes)
             attach_styler(context, mosaic, LayerStyler("U-Net classes (mosaic)", classes=classes))
             outputs["OUTPUT_MOSAIC"] = mosaic
         return outputs

@@ -33,7 +33,7 @@ from ...core.params import (
 from ..checks import class_table_error, extension_error, numbers_error
 from ..engine import run_engine
 from ..sources import absolute, clip_to_extent, raster_source, vector_layer_path
-from ..styling import LayerStyler, attach_styler, write_class_style
+from ..styling import LayerStyler, attach_styler
 from .base import INTEGER, RASTERS, LandSegAlgorithm
 
 try:
@@ -376,7 +376,6 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         classes = result.get("CLASSES") or []
         n_clusters = int(result.get("N_CLUSTERS", 0))
         feedback.pushInfo(self.tr(f"{n_clusters} clusters."))
-        write_class_style(output, classes)
         attach_styler(context, output, LayerStyler(f"{name} clusters", classes=classes))
         outputs.update(
             N_CLUSTERS=n_clusters,
@@ -390,7 +389,6 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
         )
         if class_map:
             named = result.get("CLASS_MAP_CLASSES") or []
-            write_class_style(class_map, named)
             attach_styler(
                 context, class_map, LayerStyler(f"{name} classes from the scribbles", classes=named)
             )
@@ -398,7 +396,6 @@ class UnsupervisedAlgorithm(LandSegAlgorithm):
             feedback.pushInfo(self.tr(f"Classes from the scribbles: {len(named)} classes."))
         if mapped:
             mapped_classes = result.get("MAPPED_CLASSES") or []
-            write_class_style(mapped, mapped_classes)
             attach_styler(
                 context, mapped, LayerStyler(f"{name} clusters as classes", classes=mapped_classes)
             )
