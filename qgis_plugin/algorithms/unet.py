@@ -27,6 +27,7 @@ from qgis.core import (
 
 from ...core.params import (
     ENCODERS,
+    PREDICT_BATCH_SIZE,
     PREDICT_DEFAULTS,
     TRAIN_DEFAULTS,
     UNET_HELP,
@@ -489,7 +490,11 @@ class PredictUnetAlgorithm(LandSegAlgorithm):
             self.parameterDefinition(key).setHelp(self.tr(text))
         self.add_advanced(
             QgsProcessingParameterNumber(
-                "BATCH_SIZE", self.tr("Tiles per batch"), type=INTEGER, defaultValue=8, minValue=1
+                "BATCH_SIZE",
+                self.tr("Tiles per batch"),
+                type=INTEGER,
+                defaultValue=PREDICT_BATCH_SIZE,
+                minValue=1,
             )
         )
         tta = QgsProcessingParameterBoolean(
