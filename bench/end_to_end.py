@@ -156,8 +156,12 @@ def run_size(size: int, folder: Path, env: dict[str, str], args: argparse.Namesp
             env,
         )  # fmt: skip
         qgis.append(seconds)
-        engine_line = next(iter(re.findall(r"\d+ segments in \d+ blocks? in [\d.]+ s", text)), "")
-        engine_line = engine_line or next(iter(re.findall(r"\d+ segments in [\d.]+ s", text)), "")
+        # qgis_process prints its progress ("...70...80") without a newline before a log
+        # line, so the count is read from the result (N_SEGMENTS), not from the log line.
+        counts = re.findall(r"^N_SEGMENTS:\s*(\d+)", text, flags=re.MULTILINE)
+        ours = int(counts[-1]) if counts else 0
+        timing = re.findall(r"segments in (?:\d+ blocks? in )?[\d.]+ s", text)
+        engine_line = f"{ours} {timing[0]}" if timing else ""
     qgis_start, _ = wall(["qgis_process.bin", "help", "landseg:slic"], env)
     engine_start, _ = wall(
         [env["LANDSEG_ENGINE_PYTHON"], "-c",
@@ -180,6 +184,7 @@ def run_size(size: int, folder: Path, env: dict[str, str], args: argparse.Namesp
     row = {
         "size": size,
         "n_segments": n_segments,
+        "landseg_segments": ours,
         "qgis_process_s": qgis_s,
         "qgis_process_runs": qgis,
         "engine_log": engine_line,
@@ -198,13 +203,15 @@ def run_size(size: int, folder: Path, env: dict[str, str], args: argparse.Namesp
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| size | segments | qgis_process s | scikit-image slic s | end-to-end speed-up | QGIS "
-        "start | engine start | read | stretch | segment | connectivity | write | engine log |",
+        "| size | segments (LandSeg / skimage) | qgis_process s | scikit-image slic s | "
+        "end-to-end speed-up | QGIS start | engine start | read | stretch | segment | "
+        "connectivity | write | engine log |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['size']}² | {r['n_segments']:,} | {r['qgis_process_s']:.1f} | "
+            f"| {r['size']}² | {r['landseg_segments']:,} / {r['skimage_segments']:,} | "
+            f"{r['qgis_process_s']:.1f} | "
             f"{r['skimage_slic_s']:.1f} | **{r['speedup_end_to_end']:.1f}x** | "
             f"{r['qgis_start_s']:.1f} | {r['engine_start_s']:.1f} | {r['read_s']:.2f} | "
             f"{r['stretch_s']:.2f} | {r['segment_s']:.2f} | {r['connectivity_s']:.2f} | "
