@@ -214,16 +214,35 @@ _BAD_BLOCK = re.compile(r"(?P<name>\S.*?), band \d+: IReadBlock failed")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one engine command; returns the process exit status.
 
-    SIGTERM cancels the command like Ctrl+C; the previous handler is restored on return
-    (for callers that run commands in their own process, such as tests).
+    SIGINT (Ctrl+C) and SIGTERM cancel the command, also when the engine was started with
+    SIGINT ignored (as a shell starts background jobs); the previous handlers are restored
+    on return (for callers that run commands in their own process, such as tests).
     """
     args = build_parser().parse_args(argv)
     reporter = Reporter(args.progress)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return _run_command(args, reporter)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+        signal.signal(signal.SIGTERM, previous_term)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Tell whether a cancel caused ``err``.
+
+    Python wraps a KeyboardInterrupt raised inside some hooks, e.g. in a class
+    definition while a module is being imported.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, _Terminated)):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _run_command(args: argparse.Namespace, reporter: Reporter) -> int:
@@ -250,6 +269,9 @@ def _run_command(args: argparse.Namespace, reporter: Reporter) -> int:
         )
         return 1
     except Exception as err:
+        if _interrupted(err):
+            reporter.error("Cancelled; no output was written.", kind="Cancelled")
+            return 130
         message = environment_error(err)
         if message is not None:
             reporter.error(message, kind=type(err).__name__)
