@@ -565,7 +565,7 @@ def run_predictunet(
 
 
 #: One raster to classify: source, class raster, confidence raster, bands, normalisation.
-_Job = tuple[str, str, "str | None", list[int], tuple[list[float], list[float]]]
+_Job = tuple[str, str, str | None, list[int], tuple[list[float], list[float]]]
 
 
 def _predict_here(
