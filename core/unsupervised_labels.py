@@ -29,9 +29,11 @@ from .clusters import (
     scribble_names,
     write_clusters,
 )
+from .inference import predict_raster
 from .metrics import to_json_dict
 from .protocol import EngineError, Reporter
 from .scribbles import write_scribble_classes
+from .tiling import DEFAULT_OVERLAP
 from .unsupervised import _autocast, renumber_by_area
 from .unsupervised_data import TrainingData, scale
 
@@ -122,9 +124,6 @@ def _predict(
     report: Reporter,
 ) -> dict[str, Any]:
     """Label every window with the frozen network (tiled inference engine)."""
-    from .inference import predict_raster  # deferred: pulls in the device module
-    from .tiling import DEFAULT_OVERLAP
-
     overlap = min(DEFAULT_OVERLAP, max(0, tile // 4 - 1))
     return predict_raster(
         net,
