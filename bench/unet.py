@@ -306,7 +306,8 @@ def bench_dubai(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     import rasterio
 
     from core.commands.unet import run_predictunet, run_trainunet
-    from core.metrics import ConfusionAccumulator, assess_accuracy
+    from core.contingency import ConfusionAccumulator
+    from core.metrics import assess_accuracy
 
     base = ROOT.parent / "shared" / "data" / "dubai-aerial"
     if not base.exists():

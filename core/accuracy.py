@@ -33,7 +33,8 @@ from rasterio.windows import Window
 
 from . import io
 from .classes import ClassInfo, class_entries, colormap_colors, write_raster_classes
-from .metrics import AccuracyResult, ConfusionAccumulator, assess_accuracy
+from .contingency import ConfusionAccumulator
+from .metrics import AccuracyResult, assess_accuracy
 from .protocol import EngineError, Reporter
 
 __all__ = [

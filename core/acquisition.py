@@ -30,11 +30,12 @@ from typing import Any
 import numpy as np
 
 from .params import UNET_NORMALIZATIONS
-from .protocol import Reporter
+from .protocol import EngineError, Reporter
 
 __all__ = [
     "NORMALIZATION_MODES",
     "image_statistics",
+    "model_bands",
     "raster_normalization",
     "read_sample",
 ]
@@ -118,6 +119,44 @@ def read_sample(
     if nodata_zero:
         valid &= np.any(image != 0, axis=0)
     return image, valid, meta
+
+
+def model_bands(metadata: dict[str, Any], src: str, report: Reporter) -> list[int]:
+    """Return the input bands a model reads from ``src`` (checks count, types, resolution)."""
+    from . import io
+
+    wanted = metadata.get("bands", {})
+    count = int(wanted.get("count", 0))
+    info = io.inspect_raster(src)
+    indices = [int(b) for b in wanted.get("indices") or range(1, count + 1)]
+    if info.count != count and (max(indices) > info.count or len(indices) != count):
+        raise EngineError(
+            f"The model was trained on {count} bands "
+            f"({', '.join(map(str, wanted.get('names') or []))}) "
+            f"but {src} has {info.count}. Give a raster with the same bands, in the same order, "
+            "as the training images."
+        )
+    if info.count != count:
+        report.warning(f"{src} has {info.count} bands; using bands {indices} as at training time.")
+    else:
+        indices = list(range(1, count + 1))
+    trained_dtypes = set(wanted.get("dtypes") or [])
+    if trained_dtypes and not {info.dtypes[b - 1] for b in indices} <= trained_dtypes:
+        report.warning(
+            f"{src} stores {', '.join(sorted({info.dtypes[b - 1] for b in indices}))} values but "
+            f"the model was trained on {', '.join(sorted(trained_dtypes))}: check that the "
+            "values have the same scale (reflectance vs. digital numbers)."
+        )
+    resolution = metadata.get("resolution")
+    if resolution and info.crs_wkt and metadata.get("crs"):
+        res = abs(info.transform[0])
+        if res > 0 and not 0.5 <= res / float(resolution[0]) <= 2.0:
+            report.warning(
+                f"{src} has pixels of {res:g} map units, the model was trained on "
+                f"{float(resolution[0]):g}: results are usually poor far from the training "
+                "resolution."
+            )
+    return indices
 
 
 def raster_normalization(

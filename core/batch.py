@@ -17,7 +17,7 @@ from . import io
 from .classes import ClassInfo
 from .protocol import EngineError
 
-__all__ = ["RASTER_SUFFIXES", "batch_outputs", "list_rasters", "write_vrt"]
+__all__ = ["RASTER_SUFFIXES", "batch_outputs", "class_outputs", "list_rasters", "write_vrt"]
 
 #: File suffixes taken from a folder of input rasters.
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img")
@@ -77,6 +77,24 @@ def batch_outputs(sources: Sequence[str], folder: str, *, suffix: str = "") -> l
         raise EngineError("Two inputs have the same file name; their outputs would collide.")
     os.makedirs(folder, exist_ok=True)
     return [os.path.join(folder, f"{stem}{suffix}.tif") for stem in stems]
+
+
+def class_outputs(
+    sources: list[str], batch: bool, dst: str, dst_confidence: str | None
+) -> tuple[list[str], list[str | None]]:
+    """Class and confidence raster of every input of a prediction.
+
+    One raster: ``dst`` and ``dst_confidence`` themselves; a batch: a file per input in
+    those folders (:func:`batch_outputs`; confidence rasters ``<name>_confidence.tif``).
+    """
+    if not batch:
+        return [dst], [dst_confidence]
+    confs: list[str | None] = (
+        list(batch_outputs(sources, dst_confidence, suffix="_confidence"))
+        if dst_confidence
+        else [None] * len(sources)
+    )
+    return batch_outputs(sources, dst), confs
 
 
 def write_vrt(

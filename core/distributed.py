@@ -64,6 +64,7 @@ from rasterio.windows import Window
 
 from . import __version__, io
 from .protocol import EngineError, Reporter
+from .tiling import plan_region_blocks
 
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
@@ -77,7 +78,7 @@ __all__ = [
     "PredictItem",
     "connect",
     "parse_scheduler",
-    "plan_region_blocks",
+    "predict_on_cluster",
     "predict_rasters",
 ]
 
@@ -443,16 +444,6 @@ def _predict_block(task: _BlockTask, blob: _ModelBlob) -> dict[str, Any]:
     }
 
 
-def plan_region_blocks(height: int, width: int, block_size: int) -> list[Window]:
-    """Blocks of whole 256 px output tiles covering a raster, in raster order."""
-    size = max(256, int(block_size) // 256 * 256)
-    return [
-        Window(col, row, min(size, width - col), min(size, height - row))
-        for row in range(0, height, size)
-        for col in range(0, width, size)
-    ]
-
-
 def predict_rasters(
     client: Client,
     *,
@@ -498,8 +489,6 @@ def predict_rasters(
         Per raster: ``OUTPUT`` (and ``OUTPUT_CONFIDENCE``), ``TILES``, ``COUNTS``,
         ``SECONDS``.
     """
-    from distributed import as_completed
-
     from .classes import complete_classes, write_qml
     from .inference import _label_dtype
 
@@ -545,22 +534,7 @@ def predict_rasters(
             f"{len(items)} raster{'s' if len(items) != 1 else ''} in {total} blocks of up to "
             f"{max(256, block_size // 256 * 256)} px."
         )
-        results: list[list[dict[str, Any] | None]] = [[None] * len(p) for p in parts]
-        done = 0
-        for future in as_completed(list(futures)):
-            number, index = futures[future]
-            try:
-                results[number][index] = future.result()
-            except EngineError:
-                raise
-            except Exception as err:  # a worker's error, e.g. an unreadable input
-                raise EngineError(
-                    f"Block {index + 1} of {items[number].src} failed on a Dask worker "
-                    f"({type(err).__name__}: {err}); no output was written. Check that every "
-                    "worker can read the input and write beside the output."
-                ) from err
-            done += 1
-            report.progress(90.0 * done / total)
+        results = _gather_blocks(futures, items, [len(p) for p in parts], report)
 
         outputs: list[dict[str, Any]] = []
         with contextlib.ExitStack() as stack:  # every output, or none
@@ -573,18 +547,7 @@ def predict_rasters(
                         io.atomic_output(item.dst_confidence, overwrite=overwrite)
                     )
                     _assemble(parts[number], 2, tmp_conf, info, "float32", -1.0, None)
-                counts: dict[int, int] = {}
-                for block in results[number]:
-                    for value, count in (block or {}).get("counts", {}).items():
-                        counts[int(value)] = counts.get(int(value), 0) + int(count)
-                entry: dict[str, Any] = {
-                    "OUTPUT": item.dst,
-                    "TILES": sum(int((b or {}).get("tiles", 0)) for b in results[number]),
-                    "COUNTS": dict(sorted(counts.items())),
-                }
-                if item.dst_confidence:
-                    entry["OUTPUT_CONFIDENCE"] = item.dst_confidence
-                outputs.append(entry)
+                outputs.append(_raster_result(item, results[number]))
                 report.progress(90 + 10 * (number + 1) / len(items))
         for item in items:
             write_qml(item.dst, table)
@@ -605,6 +568,97 @@ def predict_rasters(
         entry["DEVICE"] = f"dask ({first.get('device')})"
         entry["PRECISION"] = first.get("precision")
     return outputs
+
+
+def _gather_blocks(
+    futures: dict[Any, tuple[int, int]],
+    items: Sequence[PredictItem],
+    n_blocks: list[int],
+    report: Reporter,
+) -> list[list[dict[str, Any] | None]]:
+    """Wait for every block task (progress 0-90 %); a worker's error names the block."""
+    from distributed import as_completed
+
+    results: list[list[dict[str, Any] | None]] = [[None] * n for n in n_blocks]
+    done = 0
+    for future in as_completed(list(futures)):
+        number, index = futures[future]
+        try:
+            results[number][index] = future.result()
+        except EngineError:
+            raise
+        except Exception as err:  # a worker's error, e.g. an unreadable input
+            raise EngineError(
+                f"Block {index + 1} of {items[number].src} failed on a Dask worker "
+                f"({type(err).__name__}: {err}); no output was written. Check that every "
+                "worker can read the input and write beside the output."
+            ) from err
+        done += 1
+        report.progress(90.0 * done / len(futures))
+    return results
+
+
+def _raster_result(item: PredictItem, blocks: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Return one raster's outputs, tiles and class pixel counts from its blocks' results."""
+    counts: dict[int, int] = {}
+    for block in blocks:
+        for value, count in (block or {}).get("counts", {}).items():
+            counts[int(value)] = counts.get(int(value), 0) + int(count)
+    entry: dict[str, Any] = {
+        "OUTPUT": item.dst,
+        "TILES": sum(int((b or {}).get("tiles", 0)) for b in blocks),
+        "COUNTS": dict(sorted(counts.items())),
+    }
+    if item.dst_confidence:
+        entry["OUTPUT_CONFIDENCE"] = item.dst_confidence
+    return entry
+
+
+def predict_on_cluster(
+    model: str,
+    metadata: dict[str, Any],
+    jobs: Sequence[
+        tuple[str, str, str | None, Sequence[int], tuple[Sequence[float], Sequence[float]]]
+    ],
+    classes: Sequence[ClassInfo],
+    *,
+    scheduler: str,
+    block_size: int | None,
+    batch_size: int,
+    device: str,
+    threads: int | None,
+    overwrite: bool,
+    report: Reporter,
+) -> list[dict[str, Any]]:
+    """Classify rasters on the Dask cluster at ``scheduler`` (:func:`predict_rasters`).
+
+    ``jobs`` are ``(source, class raster, confidence raster or None, bands, (offsets,
+    scales))``; paths are made absolute, since the workers have other working folders.
+    """
+
+    def shared(path: str | None) -> str | None:  # workers have other working folders
+        if not path or path.startswith("/vsi") or "://" in path:
+            return path
+        return os.path.abspath(path)
+
+    items = [
+        PredictItem(str(shared(s)), str(shared(d)), shared(c), tuple(b), tuple(n[0]), tuple(n[1]))
+        for s, d, c, b, n in jobs
+    ]
+    with connect(scheduler, reporter=report) as client:
+        return predict_rasters(
+            client,
+            model=model,
+            metadata=metadata,
+            items=items,
+            classes=classes,
+            block_size=block_size or DEFAULT_BLOCK_SIZE,
+            batch_size=batch_size,
+            device=device,
+            threads=threads,
+            overwrite=overwrite,
+            reporter=report,
+        )
 
 
 def _assemble(

@@ -6,8 +6,9 @@ unsupervised networks (ISB, DFC, W-Net) all classify rasters through it.
 How it works
 ------------
 - The raster is covered by overlapping tiles (:func:`core.tiling.make_windows`). A reader
-  thread reads and normalises the tiles of the next batches while the network computes
-  the current one (reads overlap compute); windows with no valid pixel are skipped.
+  thread (:class:`core.tile_reader.TileReader`) reads and normalises the tiles of the
+  next batches while the network computes the current one (reads overlap compute);
+  windows with no valid pixel are skipped.
   BatchNorm layers are folded into the convolutions before them.
 - Each tile's per-class probabilities (softmax of the network's scores) are weighted by
   :func:`core.tiling.blend_weights` and added into an accumulator that holds only one
@@ -30,12 +31,10 @@ How it works
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +46,8 @@ from . import io
 from .classes import ClassInfo, complete_classes, write_qml, write_raster_classes
 from .device import select_device, select_precision, set_threads
 from .protocol import EngineError, Reporter
-from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, blend_weights, make_windows, pad_tile
+from .tile_reader import TileReader
+from .tiling import DEFAULT_OVERLAP, DEFAULT_TILE_SIZE, blend_weights, make_windows
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -56,8 +56,6 @@ __all__ = ["fold_batchnorm", "predict_raster"]
 
 #: Tiles per batch by device type when the caller gives none.
 DEFAULT_BATCH = {"cuda": 32, "mps": 8, "cpu": 8}
-#: Batches the reader thread may prepare ahead of the network.
-PREFETCH_BATCHES = 2
 #: Output rows are written in chunks of this many rows (the GeoTIFF block height).
 WRITE_ROWS = 256
 #: Rows are labelled and shifted in chunks of this many columns (bounded temporaries).
@@ -82,112 +80,6 @@ def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
         return fuse(model)
     except Exception:  # untraceable control flow: keep the original module
         return model
-
-
-@dataclass
-class _Batch:
-    """Windows in raster order; ``index[k]`` is the tile of window ``k``, -1 when empty."""
-
-    windows: list[Window] = field(default_factory=list)
-    index: list[int] = field(default_factory=list)
-    tiles: list[np.ndarray] = field(default_factory=list)  # (C, T, T) float32, normalised
-    valid: list[np.ndarray] = field(default_factory=list)  # (h, w) bool per tile
-
-
-class _Reader(threading.Thread):
-    """Read, normalise and batch tiles ahead of the network (its own dataset handle)."""
-
-    def __init__(
-        self,
-        src: str,
-        windows: Sequence[Window],
-        *,
-        bands: Sequence[int],
-        offsets: np.ndarray,
-        scales: np.ndarray,
-        tile_size: int,
-        batch_size: int,
-        nodata_zero: bool,
-    ) -> None:
-        super().__init__(name="landseg-reader", daemon=True)
-        self.src = src
-        self.windows = list(windows)
-        self.bands = list(bands)
-        self.offsets = offsets[:, None, None]
-        self.scales = scales[:, None, None]
-        self.tile_size = tile_size
-        self.batch_size = batch_size
-        self.nodata_zero = nodata_zero
-        self.out: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_BATCHES)
-        self.stop = threading.Event()
-        self.skipped = 0
-
-    def _put(self, item: Any) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.out.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                with rasterio.open(self.src) as raster:
-                    self._read_all(raster)
-        except BaseException as err:  # forwarded to the main thread
-            self._put(("error", err))
-
-    def _read_all(self, raster: Any) -> None:
-        batch = _Batch()
-        for win in self.windows:
-            if self.stop.is_set():
-                return
-            image, valid = io.read_bands(
-                raster, self.bands, window=win, nodata_zero=self.nodata_zero
-            )
-            batch.windows.append(win)
-            if not valid.any():
-                self.skipped += 1
-                batch.index.append(-1)
-            else:
-                image = (image - self.offsets) / self.scales
-                image[:, ~valid] = 0.0
-                batch.index.append(len(batch.tiles))
-                batch.tiles.append(pad_tile(image, self.tile_size))
-                batch.valid.append(valid)
-            if len(batch.tiles) == self.batch_size or len(batch.windows) >= 8 * self.batch_size:
-                if not self._put(("batch", batch)):
-                    return
-                batch = _Batch()
-        if batch.windows and not self._put(("batch", batch)):
-            return
-        self._put(("done", None))
-
-    def items(self) -> Iterator[tuple[str, Any]]:
-        """Yield reader items; re-raise a reader error in the caller's thread."""
-        while True:
-            try:
-                kind, item = self.out.get(timeout=0.2)
-            except queue.Empty:
-                if not self.is_alive() and self.out.empty():
-                    raise EngineError("The tile reader stopped unexpectedly.") from None
-                continue
-            if kind == "error":
-                raise item
-            if kind == "done":
-                return
-            yield kind, item
-
-    def close(self) -> None:
-        """Stop reading and wait briefly for the thread."""
-        self.stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.out.get_nowait()
-        self.join(timeout=5)
 
 
 class _Strip:
@@ -388,15 +280,7 @@ def predict_raster(
     if batch < 1:
         raise EngineError(f"BATCH_SIZE must be at least 1, not {batch}.")
 
-    if class_values is None:
-        if n_classes is None:
-            trial = np.zeros((1, len(band_list), tile_size, tile_size), np.float32)
-            n_classes = forward(trial).shape[1]
-        values = np.arange(1, n_classes + 1, dtype=np.int64)
-    else:
-        values = np.asarray(class_values, dtype=np.int64)
-        if np.any(values < 1):
-            raise EngineError("Class values must be at least 1 (0 is the output's nodata).")
+    values = _class_values(forward, class_values, n_classes, len(band_list), tile_size)
     n_classes = int(values.size)
     if classes is None and colors:
         classes = [ClassInfo(int(v), f"class {v}", c) for v, c in sorted(colors.items())]
@@ -416,7 +300,7 @@ def predict_raster(
         f"{info.width} x {info.height} px, {len(band_list)} bands, {n_classes} classes."
     )
     started = time.perf_counter()
-    reader = _Reader(
+    reader = TileReader(
         src,
         windows,
         bands=band_list,
@@ -437,21 +321,7 @@ def predict_raster(
         assembler = _Assembler(
             writer, values, grid, tile_size, blend_weights(tile_size, overlap), region
         )
-        done = 0
-        reader.start()
-        try:
-            for _, item in reader.items():
-                probs = _forward_padded(forward, item.tiles, batch, report) if item.tiles else None
-                for win, k in zip(item.windows, item.index, strict=True):
-                    if k < 0:
-                        assembler.add(win, None, None)
-                    else:
-                        assert probs is not None  # a window with a tile has its scores
-                        assembler.add(win, probs[k], item.valid[k])
-                done += len(item.windows)
-                report.progress(100.0 * done / len(windows))
-        finally:
-            reader.close()
+        done = _predict_tiles(reader, forward, assembler, batch, len(windows), report)
         assembler.flush(grid.height)
         writer.finish()
         if table:
@@ -476,6 +346,58 @@ def predict_raster(
         COUNTS={int(v): int(c) for v, c in zip(values, assembler.counts[1:], strict=True) if c},
     )
     return result
+
+
+def _class_values(
+    forward: _Forward,
+    class_values: Sequence[int] | None,
+    n_classes: int | None,
+    n_bands: int,
+    tile_size: int,
+) -> np.ndarray:
+    """Output value of each network channel: ``class_values``, or 1..K.
+
+    Without either, K comes from one forward pass of a blank tile.
+    """
+    if class_values is None:
+        if n_classes is None:
+            trial = np.zeros((1, n_bands, tile_size, tile_size), np.float32)
+            n_classes = forward(trial).shape[1]
+        return np.arange(1, n_classes + 1, dtype=np.int64)
+    values = np.asarray(class_values, dtype=np.int64)
+    if np.any(values < 1):
+        raise EngineError("Class values must be at least 1 (0 is the output's nodata).")
+    return values
+
+
+def _predict_tiles(
+    reader: TileReader,
+    forward: _Forward,
+    assembler: _Assembler,
+    batch: int,
+    n_windows: int,
+    report: Reporter,
+) -> int:
+    """Run the network on every batch the reader yields and blend it into the output.
+
+    Returns the number of windows done (tiles skipped as empty included).
+    """
+    done = 0
+    reader.start()
+    try:
+        for _, item in reader.items():
+            probs = _forward_padded(forward, item.tiles, batch, report) if item.tiles else None
+            for win, k in zip(item.windows, item.index, strict=True):
+                if k < 0:
+                    assembler.add(win, None, None)
+                else:
+                    assert probs is not None  # a window with a tile has its scores
+                    assembler.add(win, probs[k], item.valid[k])
+            done += len(item.windows)
+            report.progress(100.0 * done / n_windows)
+    finally:
+        reader.close()
+    return done
 
 
 def _normalization(

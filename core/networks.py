@@ -42,6 +42,7 @@ __all__ = [
     "WNet",
     "build_kanezaki",
     "build_network",
+    "build_network_checked",
     "build_unet",
     "build_wnet",
     "load_encoder_weights",
@@ -160,6 +161,19 @@ def build_network(metadata: Mapping[str, Any]) -> torch.nn.Module:
             f"{', '.join(sorted(BUILDERS))}). Update the plugin or use another model file."
         )
     return builder(metadata)
+
+
+def build_network_checked(metadata: dict[str, Any], state: dict[str, Any], model: str) -> Any:
+    """Build a model file's network and load its weights (a clear error if they differ)."""
+    network = build_network(metadata)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as err:
+        raise EngineError(
+            f"{model}: the weights do not fit the described network ({str(err)[:200]}). The "
+            "file is damaged; train the model again."
+        ) from None
+    return network
 
 
 def load_encoder_weights(network: torch.nn.Module, path: str | os.PathLike[str]) -> list[str]:

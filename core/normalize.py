@@ -1,12 +1,25 @@
-"""Per-band normalization of raster values (uint8, uint16, float, any band count)."""
+"""Per-band normalization of raster values (uint8, uint16, float, any band count).
+
+:func:`band_limits` and :func:`stretch` work on arrays; :func:`global_statistics` gives
+the limits of a whole raster from a subsample, so that its blocks are stretched alike.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import numpy as np
+import rasterio
+from rasterio.enums import Resampling
 
 from .params import DEFAULT_PERCENTILES, NORMALIZATIONS
+from .protocol import EngineError
 
-__all__ = ["band_limits", "stretch"]
+__all__ = ["SAMPLE_PIXELS", "band_limits", "global_statistics", "stretch"]
+
+#: Pixels read (decimated) to estimate the global stretch limits and valid fraction.
+SAMPLE_PIXELS = 1_000_000
 
 #: Number of valid pixels sampled per band to estimate percentiles of large rasters.
 _MAX_SAMPLES = 1_000_000
@@ -111,3 +124,52 @@ def stretch(
         np.clip(scaled, 0.0, out_max, out=scaled)
         out[band] = np.where(valid, scaled, 0.0)
     return out
+
+
+def global_statistics(
+    src: rasterio.DatasetReader,
+    bands: Sequence[int],
+    *,
+    nodata_zero: bool,
+    method: str,
+    percentiles: tuple[float, float],
+    out_max: float,
+) -> tuple[np.ndarray | None, float, tuple[float, float]]:
+    """Stretch limits, valid fraction and stretched value range from a raster subsample.
+
+    Reads every ``f``-th row and column (nearest neighbour, so the values are real pixel
+    values), ``f`` chosen to read about :data:`SAMPLE_PIXELS` pixels.
+
+    Returns
+    -------
+    limits : (C, 2) ndarray or None
+        Per-band low and high of the stretch; None for ``method="none"``.
+    valid_fraction : float
+        Fraction of valid pixels in the subsample.
+    value_range : (float, float)
+        Smallest and largest stretched value over all bands (SLIC's value scaling).
+
+    Raises
+    ------
+    EngineError
+        If no pixel of the subsample is valid.
+    """
+    factor = max(math.ceil(math.sqrt(src.height * src.width / SAMPLE_PIXELS)), 1)
+    shape = (len(bands), -(-src.height // factor), -(-src.width // factor))
+    image = src.read(list(bands), out_shape=shape, resampling=Resampling.nearest,
+                     out_dtype="float32")  # fmt: skip
+    masks = src.read_masks(list(bands), out_shape=shape, resampling=Resampling.nearest)
+    valid = np.all(masks > 0, axis=0) & np.all(np.isfinite(image), axis=0)
+    if nodata_zero:
+        valid &= np.any(image != 0, axis=0)
+    if not valid.any():
+        raise EngineError(
+            f"{src.name} has no valid pixel in bands {list(bands)} (in a subsample of "
+            f"{shape[1]} x {shape[2]} px): check the raster's nodata value and the bands."
+        )
+    limits = None
+    if method != "none":
+        limits = band_limits(image, valid, method=method, percentiles=percentiles)
+    stretched = stretch(image, valid, method=method, out_max=out_max, limits=limits)
+    values = stretched[:, valid]
+    return limits, float(valid.mean()), (float(values.min()), float(values.max()))

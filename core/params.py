@@ -375,3 +375,33 @@ PREDICT_DEFAULTS: dict[str, Any] = {"tta": True}
 
 #: Tiles per forward pass of ``predictunet`` (the training batch size by default).
 PREDICT_BATCH_SIZE: int = TRAIN_DEFAULTS["batch_size"]
+
+
+def validate_training(
+    *,
+    encoder: str,
+    tile_size: int,
+    validation_fraction: float,
+    epochs: int,
+    batch_size: int,
+    normalization: str,
+) -> None:
+    """Refuse ``trainunet`` options out of range, before any work.
+
+    Raises
+    ------
+    EngineError
+        Naming the Processing key and what it takes.
+    """
+    if encoder not in ENCODERS:
+        raise EngineError(f"Unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}.")
+    if tile_size < 32 or tile_size % 32:
+        raise EngineError(f"TILE_SIZE must be a multiple of 32 (e.g. 128 or 256), not {tile_size}.")
+    if not 0 <= validation_fraction < 1:
+        raise EngineError("VALIDATION_FRACTION must be between 0 and 1 (e.g. 0.2).")
+    if epochs < 1 or batch_size < 1:
+        raise EngineError("EPOCHS and BATCH_SIZE must be at least 1.")
+    if normalization not in UNET_NORMALIZATIONS:
+        raise EngineError(
+            f"Unknown NORMALIZATION {normalization!r}; use one of {', '.join(UNET_NORMALIZATIONS)}."
+        )

@@ -12,9 +12,10 @@ et al. [1]_):
 
 1. **Global statistics.** The band limits of the stretch come from a regular subsample of
    the whole raster (a decimated, nearest-neighbour read of about
-   :data:`SAMPLE_PIXELS` pixels), not from each block, so values mean the same in every
-   block. SLIC's grid step ``sqrt(valid pixels / n_segments)`` and value range are global
-   too, so segments have the same size and compactness everywhere.
+   :data:`core.normalize.SAMPLE_PIXELS` pixels; :func:`core.normalize.global_statistics`),
+   not from each block, so values mean the same in every block. SLIC's grid step
+   ``sqrt(valid pixels / n_segments)`` and value range are global too, so segments have
+   the same size and compactness everywhere.
 2. **Blocks in raster order.** Block ``b``'s window (core plus halo) is read and
    stretched. Pixels already *claimed* by earlier blocks are masked out, so the block
    segments only the rest: the segmenter sees the claimed region's edge, which follows
@@ -66,7 +67,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from . import io, normalize
@@ -75,19 +75,15 @@ from .protocol import EngineError, Reporter
 from .superpixel_claims import claim_segments, open_edges
 
 __all__ = [
-    "SAMPLE_PIXELS",
     "BlockExecutor",
     "BlockPlan",
     "WindowJob",
     "block_dependencies",
     "block_halo",
-    "global_statistics",
     "plan_blocks",
     "segment_in_blocks",
 ]
 
-#: Pixels read (decimated) to estimate the global stretch limits and valid fraction.
-SAMPLE_PIXELS = 1_000_000
 #: Smallest block accepted (pixels per side).
 MIN_BLOCK_SIZE = 64
 #: GDAL block cache while streaming (MB), so GDAL's cache cannot grow with the raster.
@@ -168,55 +164,6 @@ def block_halo(method: str, params: dict[str, Any], *, step: float = 0.0) -> int
     else:
         core = 64
     return max(core, 16) + pad
-
-
-def global_statistics(
-    src: rasterio.DatasetReader,
-    bands: Sequence[int],
-    *,
-    nodata_zero: bool,
-    method: str,
-    percentiles: tuple[float, float],
-    out_max: float,
-) -> tuple[np.ndarray | None, float, tuple[float, float]]:
-    """Stretch limits, valid fraction and stretched value range from a raster subsample.
-
-    Reads every ``f``-th row and column (nearest neighbour, so the values are real pixel
-    values), ``f`` chosen to read about :data:`SAMPLE_PIXELS` pixels.
-
-    Returns
-    -------
-    limits : (C, 2) ndarray or None
-        Per-band low and high of the stretch; None for ``method="none"``.
-    valid_fraction : float
-        Fraction of valid pixels in the subsample.
-    value_range : (float, float)
-        Smallest and largest stretched value over all bands (SLIC's value scaling).
-
-    Raises
-    ------
-    EngineError
-        If no pixel of the subsample is valid.
-    """
-    factor = max(math.ceil(math.sqrt(src.height * src.width / SAMPLE_PIXELS)), 1)
-    shape = (len(bands), -(-src.height // factor), -(-src.width // factor))
-    image = src.read(list(bands), out_shape=shape, resampling=Resampling.nearest,
-                     out_dtype="float32")  # fmt: skip
-    masks = src.read_masks(list(bands), out_shape=shape, resampling=Resampling.nearest)
-    valid = np.all(masks > 0, axis=0) & np.all(np.isfinite(image), axis=0)
-    if nodata_zero:
-        valid &= np.any(image != 0, axis=0)
-    if not valid.any():
-        raise EngineError(
-            f"{src.name} has no valid pixel in bands {list(bands)} (in a subsample of "
-            f"{shape[1]} x {shape[2]} px): check the raster's nodata value and the bands."
-        )
-    limits = None
-    if method != "none":
-        limits = normalize.band_limits(image, valid, method=method, percentiles=percentiles)
-    stretched = normalize.stretch(image, valid, method=method, out_max=out_max, limits=limits)
-    values = stretched[:, valid]
-    return limits, float(valid.mean()), (float(values.min()), float(values.max()))
 
 
 class _Scratch:
@@ -508,7 +455,7 @@ def segment_in_blocks(
     report = reporter or Reporter("text")
     height, width = info.height, info.width
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), io.open_raster(src) as raster:
-        limits, valid_fraction, (low, high) = global_statistics(
+        limits, valid_fraction, (low, high) = normalize.global_statistics(
             raster,
             bands,
             nodata_zero=nodata_zero,
@@ -521,16 +468,7 @@ def segment_in_blocks(
             n_valid = max(valid_fraction * height * width, 1.0)
             step = max(math.sqrt(n_valid / params["n_segments"]), 1.0)
         plan = plan_blocks(height, width, block_size, block_halo(method, params, step=step))
-        report.info(
-            f"Streaming {len(plan)} blocks of {plan.block_size} px with a {plan.halo} px halo"
-            + (f" (SLIC grid step {step:.1f} px)" if step else "")
-            + "."
-        )
-        if step > plan.block_size:
-            report.warning(
-                f"SLIC segments (about {step:.0f} px across) are larger than a block; "
-                "raise the block size or n_segments for regular segments."
-            )
+        _report_plan(plan, step, report)
         if method == "slic" and chunks is None:
             from .superpixels import _chunks
 
@@ -584,12 +522,7 @@ def segment_in_blocks(
             n_segments = next_id - 1
             renumber = None
             if executor is not None:  # ids in raster order of the blocks, as sequentially
-                renumber = np.zeros(n_segments + 1, dtype=np.int32)
-                final = 1
-                for index in range(len(plan)):
-                    first, count = issued[index]
-                    renumber[first : first + count] = np.arange(final, final + count)
-                    final += count
+                renumber = _raster_order_ids(issued, len(plan), n_segments)
             report.info(
                 f"{n_segments} segments in {len(plan)} blocks in "
                 f"{time.perf_counter() - started:.2f} s."
@@ -611,6 +544,36 @@ def segment_in_blocks(
                 plane.close()
     report.progress(90)
     return n_segments, counts, means
+
+
+def _report_plan(plan: BlockPlan, step: float, report: Reporter) -> None:
+    """Log the blocks and halo; warn when SLIC segments are larger than a block."""
+    report.info(
+        f"Streaming {len(plan)} blocks of {plan.block_size} px with a {plan.halo} px halo"
+        + (f" (SLIC grid step {step:.1f} px)" if step else "")
+        + "."
+    )
+    if step > plan.block_size:
+        report.warning(
+            f"SLIC segments (about {step:.0f} px across) are larger than a block; "
+            "raise the block size or n_segments for regular segments."
+        )
+
+
+def _raster_order_ids(
+    issued: dict[int, tuple[int, int]], n_blocks: int, n_segments: int
+) -> np.ndarray:
+    """Map the ids issued in claiming order to the ids a run in raster order gives.
+
+    ``issued[b]`` is block ``b``'s first id and number of new ids.
+    """
+    renumber = np.zeros(n_segments + 1, dtype=np.int32)
+    final = 1
+    for index in range(n_blocks):
+        first, count = issued[index]
+        renumber[first : first + count] = np.arange(final, final + count)
+        final += count
+    return renumber
 
 
 def _aligned_windows(height: int, width: int, size: int) -> Iterator[Window]:

@@ -1,6 +1,6 @@
 """Superpixels: SLIC, QuickShift and Felzenszwalb on (C, H, W) rasters with nodata masks.
 
-LandSeg's own implementations, compiled with numba (``core/_superpixel_kernels.py``). The
+LandSeg's own implementations, compiled with numba (``core/_*_kernels.py``). The
 functions take band-first float images of any band count and return segment ids 1..N
 (int32) over the valid pixels, 0 outside the mask. Parameters have scikit-image's names
 and meaning on the same array (``channel_axis=0``, ``convert2lab=False``); no colour
@@ -31,7 +31,10 @@ import math
 import numba
 import numpy as np
 
-from . import _superpixel_kernels as _k
+from ._connectivity_kernels import connected_relabel, relabel_consecutive
+from ._felzenszwalb_kernels import fh_edges, fh_labels, fh_sort
+from ._quickshift_kernels import qs_density, qs_labels, qs_parents
+from ._slic_kernels import slic_assign_full, slic_blocks, slic_kmeans
 
 __all__ = ["felzenszwalb", "quickshift", "slic", "slic_steps"]
 
@@ -214,12 +217,12 @@ def slic(
     height, width = image.shape[1:]
     step = max(math.sqrt(n_valid / n_segments), 1.0)
     s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
-    means, weight, low, high, finite = _k.slic_blocks(image, mask, has_mask, s)
+    means, weight, low, high, finite = slic_blocks(image, mask, has_mask, s)
     if not (finite and math.isfinite(low) and math.isfinite(high)):
         _check_finite(image, mask, has_mask)  # raises with the helpful message
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
-        means, weight, low, high, _ = _k.slic_blocks(image, mask, has_mask, s)
+        means, weight, low, high, _ = slic_blocks(image, mask, has_mask, s)
     # scikit-image: v' = (v - low) / (high - low) / compactness and
     # d = |v'|^2 + |xy|^2 / spacing^2. We keep raw values: d * scale^2.
     return slic_steps(
@@ -271,7 +274,7 @@ def slic_steps(
     chunks : int
         Partial sums of the k-means update; the result depends on it.
     sums : (means, weight), optional
-        Block sums of ``_superpixel_kernels.slic_blocks`` when already computed.
+        Block sums of ``_slic_kernels.slic_blocks`` when already computed.
     n_valid : int, optional
         Valid pixels: the mean segment size is then ``n_valid`` over the centres that
         received samples (in memory); without it ``step**2`` (block-wise).
@@ -282,19 +285,19 @@ def slic_steps(
     """
     height, width = image.shape[1:]
     s = 1 if min(height, width) < 4 * step else int(min(max(step // 7, 1), 4))
-    means, weight = sums if sums is not None else _k.slic_blocks(image, mask, has_mask, s)[:2]
+    means, weight = sums if sums is not None else slic_blocks(image, mask, has_mask, s)[:2]
     top, left, box_height, box_width = box if box is not None else (0, 0, height, width)
     rows = max(round(box_height / step), 1)
     cols = max(round(box_width / step), 1)
     spacing = max(box_height / rows, box_width / cols)
     wsp = ((value_range if value_range > 0 else 1.0) * compactness / spacing) ** 2
-    centres, _, samples = _k.slic_kmeans(
+    centres, _, samples = slic_kmeans(
         means, weight, s, height, width, rows, cols, wsp, int(max_num_iter), chunks,
         top, left, box_height, box_width,
     )  # fmt: skip
-    labels = _k.slic_assign_full(image, mask, has_mask, s, samples, centres, wsp)
+    labels = slic_assign_full(image, mask, has_mask, s, samples, centres, wsp)
     if not enforce_connectivity:
-        return _k.relabel_consecutive(labels, rows * cols)
+        return relabel_consecutive(labels, rows * cols)
     if n_valid is None:
         segment_size = step * step
     else:
@@ -302,7 +305,7 @@ def slic_steps(
         segment_size = n_valid / n_centres
     min_size = int(min_size_factor * segment_size)
     max_size = max(int(max_size_factor * segment_size), 1)
-    return _k.connected_relabel(labels, min_size, max_size, chunks)
+    return connected_relabel(labels, min_size, max_size, chunks)
 
 
 def quickshift(
@@ -375,12 +378,12 @@ def quickshift(
     if ratio != 1:
         image = image * np.float32(ratio)
     kernel_width = math.ceil(3 * kernel_size)
-    density = _k.qs_density(image, mask, has_mask, kernel_width, -0.5 / kernel_size**2)
+    density = qs_density(image, mask, has_mask, kernel_width, -0.5 / kernel_size**2)
     density += np.random.default_rng(seed).normal(scale=1e-5, size=density.shape)
     if has_mask:
         density[~mask] = -np.inf  # never a parent
-    parent = _k.qs_parents(image, density, kernel_width, float(max_dist))
-    return _k.qs_labels(parent, mask, has_mask, height, width)
+    parent = qs_parents(image, density, kernel_width, float(max_dist))
+    return qs_labels(parent, mask, has_mask, height, width)
 
 
 def felzenszwalb(
@@ -441,5 +444,5 @@ def felzenszwalb(
     height, width = image.shape[1:]
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
-    keys = _k.fh_sort(_k.fh_edges(image, mask, has_mask), _chunks())
-    return _k.fh_labels(keys, mask, has_mask, height, width, scale / 255.0, int(min_size))
+    keys = fh_sort(fh_edges(image, mask, has_mask), _chunks())
+    return fh_labels(keys, mask, has_mask, height, width, scale / 255.0, int(min_size))

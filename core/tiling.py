@@ -33,6 +33,7 @@ __all__ = [
     "make_windows",
     "offsets",
     "pad_tile",
+    "plan_region_blocks",
     "split",
     "stitch",
 ]
@@ -178,3 +179,13 @@ def stitch(
         acc[:, r : r + h, c : c + w] += tile[:, :h, :w] * weights[:h, :w]
         total[r : r + h, c : c + w] += weights[:h, :w]
     return (acc / np.maximum(total, 1e-12)).astype(np.float32)
+
+
+def plan_region_blocks(height: int, width: int, block_size: int) -> list[Window]:
+    """Blocks of whole 256 px output tiles covering a raster, in raster order."""
+    size = max(256, int(block_size) // 256 * 256)
+    return [
+        Window(col, row, min(size, width - col), min(size, height - row))
+        for row in range(0, height, size)
+        for col in range(0, width, size)
+    ]

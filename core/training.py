@@ -36,6 +36,7 @@ __all__ = [
     "band_statistics",
     "class_weights",
     "confusion_scores",
+    "fit_unet",
     "split_blocks",
     "train_network",
     "training_summary",
@@ -365,9 +366,6 @@ def train_network(
     TrainingResult
     """
     import torch
-    import torch.nn.functional as F
-
-    from .augment import acquisition_jitter, augment_batch
 
     report = reporter or Reporter("text")
     if tile_size % 32:
@@ -408,31 +406,15 @@ def train_network(
     )
     for epoch in range(1, epochs + 1):
         tick = time.perf_counter()
-        network.train()
-        total, seen = 0.0, 0
-        for step in range(steps):
-            n = min(batch_size, samples - step * batch_size)
-            x_np, y_np = sampler.draw(rng, max(n, 2))  # BatchNorm needs 2 samples
-            x = torch.from_numpy(x_np)
-            y = torch.from_numpy(y_np)
-            if augment:
-                x, y = augment_batch(x, y, generator)
-                if acquisition_augment:
-                    x = acquisition_jitter(x, generator)
-            x, y = x.to(device), y.to(device)
-            logits = network(x)
-            loss = F.cross_entropy(logits, y, weight=weight_t, ignore_index=-1)
-            if not torch.isfinite(loss):
-                continue  # a batch whose labels all have weight 0
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * len(x_np)
-            seen += len(x_np)
+        loss = _train_epoch(
+            network, sampler, optimizer, weight_t, rng=rng, generator=generator, steps=steps,
+            samples=samples, batch_size=batch_size, augment=augment,
+            acquisition_augment=acquisition_augment, device=device,
+        )  # fmt: skip
         scheduler.step()
         entry: dict[str, float] = {
             "epoch": epoch,
-            "loss": total / max(seen, 1),
+            "loss": loss,
             "lr": float(optimizer.param_groups[0]["lr"]),
         }
         confusion = None
@@ -443,13 +425,7 @@ def train_network(
             entry["val_macro_f1"] = scores["macro_f1"]
         entry["seconds"] = time.perf_counter() - tick
         history.append(entry)
-        message = f"Epoch {epoch}/{epochs}: loss {entry['loss']:.4f}"
-        if has_val:
-            message += (
-                f", validation loss {entry['val_loss']:.4f}, OA {entry['val_oa']:.3f}, "
-                f"mIoU {entry['val_miou']:.3f}"
-            )
-        report.info(message + f" ({entry['seconds']:.1f} s)")
+        report.info(_epoch_message(entry, epochs))
         if on_epoch is not None:
             on_epoch(entry)
         else:
@@ -480,6 +456,130 @@ def train_network(
         stopped_early=stopped_early,
         seconds=time.perf_counter() - start,
     )
+
+
+def _train_epoch(
+    network: torch.nn.Module,
+    sampler: _Sampler,
+    optimizer: torch.optim.Optimizer,
+    weight: torch.Tensor,
+    *,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    steps: int,
+    samples: int,
+    batch_size: int,
+    augment: bool,
+    acquisition_augment: bool,
+    device: torch.device,
+) -> float:
+    """One epoch of optimisation steps on random crops; return the mean training loss."""
+    import torch
+    import torch.nn.functional as F
+
+    from .augment import acquisition_jitter, augment_batch
+
+    network.train()
+    total, seen = 0.0, 0
+    for step in range(steps):
+        n = min(batch_size, samples - step * batch_size)
+        x_np, y_np = sampler.draw(rng, max(n, 2))  # BatchNorm needs 2 samples
+        x = torch.from_numpy(x_np)
+        y = torch.from_numpy(y_np)
+        if augment:
+            x, y = augment_batch(x, y, generator)
+            if acquisition_augment:
+                x = acquisition_jitter(x, generator)
+        x, y = x.to(device), y.to(device)
+        logits = network(x)
+        loss = F.cross_entropy(logits, y, weight=weight, ignore_index=-1)
+        if not torch.isfinite(loss):
+            continue  # a batch whose labels all have weight 0
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach()) * len(x_np)
+        seen += len(x_np)
+    return total / max(seen, 1)
+
+
+def _epoch_message(entry: dict[str, float], epochs: int) -> str:
+    """Return the log line of one epoch: training loss, validation scores, seconds."""
+    message = f"Epoch {int(entry['epoch'])}/{epochs}: loss {entry['loss']:.4f}"
+    if "val_loss" in entry:
+        message += (
+            f", validation loss {entry['val_loss']:.4f}, OA {entry['val_oa']:.3f}, "
+            f"mIoU {entry['val_miou']:.3f}"
+        )
+    return message + f" ({entry['seconds']:.1f} s)"
+
+
+def fit_unet(
+    scenes: list[Any],
+    table: Sequence[ClassInfo],
+    count: int,
+    block: int,
+    *,
+    encoder: str,
+    encoder_weights: str | None,
+    tile_size: int,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    patience: int,
+    class_weighting: bool,
+    augment: bool,
+    acquisition_augment: bool,
+    seed: int,
+    device: str,
+    threads: int | None,
+    report: Reporter,
+) -> tuple[TrainingResult, Any]:
+    """Build the U-Net (random or local encoder weights) and train it (progress 5-95 %).
+
+    Returns the :class:`TrainingResult` and the torch device it trained on.
+    """
+    import torch
+
+    from .device import select_device
+    from .networks import build_unet, load_encoder_weights
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch_device, reason = select_device(device)
+    report.info(f"Training a U-Net ({encoder}, {count} bands, {len(table)} classes) on {reason}.")
+    torch.manual_seed(seed)
+    network = build_unet(encoder=encoder, in_channels=count, classes=len(table))
+    if encoder_weights:
+        skipped = load_encoder_weights(network, encoder_weights)
+        if skipped:
+            report.warning(
+                f"{len(skipped)} encoder weights did not fit and keep their random values "
+                f"(e.g. {skipped[0]})."
+            )
+
+    def on_epoch(entry: dict[str, float]) -> None:
+        report.progress(5.0 + 90.0 * entry["epoch"] / epochs)
+
+    result = train_network(
+        network,
+        scenes,
+        n_classes=len(table),
+        tile_size=tile_size,
+        block_size=block,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        class_weighting=class_weighting,
+        augment=augment,
+        acquisition_augment=acquisition_augment,
+        seed=seed,
+        device=torch_device,
+        reporter=report,
+        on_epoch=on_epoch,
+    )
+    return result, torch_device
 
 
 def _evaluate(

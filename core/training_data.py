@@ -27,11 +27,13 @@ from .training import Scene, band_statistics, split_blocks
 __all__ = [
     "band_count",
     "class_table",
+    "holdout_pair",
     "load_scene",
     "load_scenes",
     "log_class_counts",
     "standardize_scenes",
     "tile_folder_pairs",
+    "training_pairs",
 ]
 
 
@@ -90,6 +92,76 @@ def tile_folder_pairs(folder: str | os.PathLike[str]) -> dict[str, list[tuple[st
             "train/images + train/labels (and val/, test/)."
         )
     return splits
+
+
+def training_pairs(
+    inputs: Sequence[str],
+    labels: Sequence[str],
+    label_polygons: str | None,
+    class_field: str | None,
+    tile_folder: str | None,
+    validation_inputs: Sequence[str],
+    validation_labels: Sequence[str],
+    report: Reporter,
+) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
+    """Pairs of (image, label raster or None for polygons) for training and validation."""
+    val_pairs: list[tuple[str, str | None]] = []
+    if tile_folder:
+        if inputs or labels or label_polygons:
+            raise EngineError(
+                "Give either TILE_FOLDER or INPUTS with LABELS/LABEL_POLYGONS, not both."
+            )
+        splits = tile_folder_pairs(tile_folder)
+        train_pairs: list[tuple[str, str | None]] = list(splits["train"])
+        val_pairs = list(splits.get("val", []))
+        report.info(
+            f"Tile folder: {len(train_pairs)} training and {len(val_pairs)} validation tile pairs."
+        )
+        return train_pairs, val_pairs
+    if not inputs:
+        raise EngineError("Give at least one input raster (INPUTS), or a TILE_FOLDER.")
+    if label_polygons:
+        if labels:
+            raise EngineError("Give either LABELS or LABEL_POLYGONS, not both.")
+        if not class_field:
+            raise EngineError(
+                "LABEL_POLYGONS need CLASS_FIELD, the field holding each polygon's class."
+            )
+        train_pairs = [(p, None) for p in inputs]
+    else:
+        if len(labels) != len(inputs):
+            raise EngineError(
+                f"Give one label raster per input: {len(inputs)} inputs but {len(labels)} "
+                "label rasters (LABELS, in the same order as INPUTS)."
+            )
+        train_pairs = list(zip(inputs, labels, strict=True))
+    if validation_inputs:
+        if len(validation_labels) != len(validation_inputs):
+            raise EngineError("Give one validation label raster per validation input.")
+        val_pairs = list(zip(validation_inputs, validation_labels, strict=True))
+    return train_pairs, val_pairs
+
+
+def holdout_pair(
+    train_pairs: list[tuple[str, str | None]],
+    val_pairs: list[tuple[str, str | None]],
+    index: int,
+    report: Reporter,
+) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
+    """Move the ``index``-th (1-based) training image, whole, to the validation images."""
+    if val_pairs:
+        raise EngineError(
+            "HOLDOUT_IMAGE and a separate validation image (VALIDATION_INPUT or a tile "
+            "folder's val/) both choose the validation data: give only one of them."
+        )
+    if not 1 <= index <= len(train_pairs) or len(train_pairs) < 2:
+        raise EngineError(
+            f"HOLDOUT_IMAGE is {index} but there are {len(train_pairs)} input images: give "
+            "the number (1 for the first) of one of at least two inputs, or 0 for none."
+        )
+    held = train_pairs[index - 1]
+    report.info(f"Validation on the held-out image {held[0]} (not used for training).")
+    return [p for k, p in enumerate(train_pairs) if k != index - 1], [held]
 
 
 def _last_number(stem: str) -> str | None:

@@ -19,7 +19,8 @@ from ._options import add_dask_arguments
 from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..metrics import AccuracyResult, ConfusionAccumulator
+    from ..contingency import ConfusionAccumulator
+    from ..metrics import AccuracyResult
 
 __all__ = ["add_commands", "run_accuracy"]
 

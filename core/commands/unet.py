@@ -23,15 +23,15 @@ from ..params import (
     TRAIN_DEFAULTS,
     UNET_HELP,
     UNET_NORMALIZATIONS,
+    validate_training,
 )
 from ..protocol import EngineError, Reporter
 from ._options import add_bands, add_dask_arguments, add_device_arguments
 from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..classes import (
-        ClassInfo,
-    )
+    from ..classes import ClassInfo
+    from ..training import TrainingResult
 
 __all__ = ["add_commands", "run_predictunet", "run_trainunet"]
 
@@ -302,33 +302,25 @@ def run_trainunet(
     from .. import io
     from ..acquisition import harmonize_scenes
     from ..classes import classes_to_json
-    from ..modelfile import save_model
-    from ..training import training_summary, unet_metadata
+    from ..training import fit_unet, training_summary, unet_metadata
     from ..training_data import (
         band_count,
         class_table,
+        holdout_pair,
         load_scenes,
         log_class_counts,
         standardize_scenes,
+        training_pairs,
     )
-    from ..training_report import write_training_report
 
     report = reporter or Reporter("text")
-    if encoder not in ENCODERS:
-        raise EngineError(f"Unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}.")
-    if tile_size < 32 or tile_size % 32:
-        raise EngineError(f"TILE_SIZE must be a multiple of 32 (e.g. 128 or 256), not {tile_size}.")
-    if not 0 <= validation_fraction < 1:
-        raise EngineError("VALIDATION_FRACTION must be between 0 and 1 (e.g. 0.2).")
-    if epochs < 1 or batch_size < 1:
-        raise EngineError("EPOCHS and BATCH_SIZE must be at least 1.")
-    if normalization not in UNET_NORMALIZATIONS:
-        raise EngineError(
-            f"Unknown NORMALIZATION {normalization!r}; use one of {', '.join(UNET_NORMALIZATIONS)}."
-        )
+    validate_training(
+        encoder=encoder, tile_size=tile_size, validation_fraction=validation_fraction,
+        epochs=epochs, batch_size=batch_size, normalization=normalization,
+    )  # fmt: skip
     io.check_outputs((dst_model, dst_report), overwrite=overwrite)
 
-    train_pairs, val_pairs = _training_pairs(
+    train_pairs, val_pairs = training_pairs(
         inputs, labels, label_polygons, class_field, tile_folder, validation_inputs,
         validation_labels, report,
     )  # fmt: skip
@@ -354,7 +346,7 @@ def run_trainunet(
     )  # fmt: skip
     counts = log_class_counts(train_data, table, report)
 
-    result, torch_device = _fit(
+    result, torch_device = fit_unet(
         scenes, table, count, block, encoder=encoder, encoder_weights=encoder_weights,
         tile_size=tile_size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, class_weighting=class_weighting, augment=augment,
@@ -385,19 +377,11 @@ def run_trainunet(
         tile_size=tile_size, ignore_value=ignore_value, summary=summary,
         normalization=normalization, harmonize=harmonize,
     )  # fmt: skip
-    outputs: dict[str, Any] = {"OUTPUT_MODEL": str(dst_model)}
-    # Both files or neither: each is written under a temporary name, the report first;
-    # they are moved into place together once both are complete.
-    with contextlib.ExitStack() as stack:
-        tmp_model = stack.enter_context(io.atomic_output(dst_model, overwrite=overwrite))
-        if dst_report:
-            tmp_report = stack.enter_context(io.atomic_output(dst_report, overwrite=overwrite))
-            write_training_report(
-                str(tmp_report), result, table, train_data, dst_model, encoder=encoder,
-                epochs=epochs, summary=summary, device=str(torch_device), overwrite=True,
-            )  # fmt: skip
-            outputs["OUTPUT_REPORT"] = str(dst_report)
-        save_model(tmp_model, result.state_dict, metadata)
+    outputs = _write_model_and_report(
+        dst_model, dst_report, result, metadata, table=table, train_data=train_data,
+        encoder=encoder, epochs=epochs, summary=summary, device=str(torch_device),
+        overwrite=overwrite,
+    )  # fmt: skip
     report.progress(100.0)
     outputs.update(
         CLASSES=classes_to_json(table),
@@ -409,147 +393,46 @@ def run_trainunet(
     return outputs
 
 
-def _fit(
-    scenes: list[Any],
-    table: list[ClassInfo],
-    count: int,
-    block: int,
+def _write_model_and_report(
+    dst_model: str,
+    dst_report: str | None,
+    result: TrainingResult,
+    metadata: dict[str, Any],
     *,
+    table: list[ClassInfo],
+    train_data: list[dict[str, Any]],
     encoder: str,
-    encoder_weights: str | None,
-    tile_size: int,
     epochs: int,
-    batch_size: int,
-    learning_rate: float,
-    patience: int,
-    class_weighting: bool,
-    augment: bool,
-    acquisition_augment: bool,
-    seed: int,
+    summary: dict[str, Any],
     device: str,
-    threads: int | None,
-    report: Reporter,
-) -> tuple[Any, Any]:
-    """Build the U-Net (random or local encoder weights) and train it (progress 5-95 %)."""
-    import torch
+    overwrite: bool,
+) -> dict[str, Any]:
+    """Write the model file and the HTML report: both files or neither.
 
-    from ..device import select_device
-    from ..networks import build_unet, load_encoder_weights
-    from ..training import train_network
+    Each is written under a temporary name, the report first; they are moved into place
+    together once both are complete. Returns ``OUTPUT_MODEL`` and ``OUTPUT_REPORT``.
+    """
+    from .. import io
+    from ..modelfile import save_model
+    from ..training_report import write_training_report
 
-    if threads:
-        torch.set_num_threads(int(threads))
-    torch_device, reason = select_device(device)
-    report.info(f"Training a U-Net ({encoder}, {count} bands, {len(table)} classes) on {reason}.")
-    torch.manual_seed(seed)
-    network = build_unet(encoder=encoder, in_channels=count, classes=len(table))
-    if encoder_weights:
-        skipped = load_encoder_weights(network, encoder_weights)
-        if skipped:
-            report.warning(
-                f"{len(skipped)} encoder weights did not fit and keep their random values "
-                f"(e.g. {skipped[0]})."
-            )
-
-    def on_epoch(entry: dict[str, float]) -> None:
-        report.progress(5.0 + 90.0 * entry["epoch"] / epochs)
-
-    result = train_network(
-        network,
-        scenes,
-        n_classes=len(table),
-        tile_size=tile_size,
-        block_size=block,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        patience=patience,
-        class_weighting=class_weighting,
-        augment=augment,
-        acquisition_augment=acquisition_augment,
-        seed=seed,
-        device=torch_device,
-        reporter=report,
-        on_epoch=on_epoch,
-    )
-    return result, torch_device
+    outputs: dict[str, Any] = {"OUTPUT_MODEL": str(dst_model)}
+    with contextlib.ExitStack() as stack:
+        tmp_model = stack.enter_context(io.atomic_output(dst_model, overwrite=overwrite))
+        if dst_report:
+            tmp_report = stack.enter_context(io.atomic_output(dst_report, overwrite=overwrite))
+            write_training_report(
+                str(tmp_report), result, table, train_data, dst_model, encoder=encoder,
+                epochs=epochs, summary=summary, device=device, overwrite=True,
+            )  # fmt: skip
+            outputs["OUTPUT_REPORT"] = str(dst_report)
+        save_model(tmp_model, result.state_dict, metadata)
+    return outputs
 
 
 def _validation_text(val_data: list[dict[str, Any]], fraction: float) -> str:
     # the names of held-out images are in the summary's ``validation_images``
     return "separate rasters" if val_data else f"{fraction:g} of blocks"
-
-
-def holdout_pair(
-    train_pairs: list[tuple[str, str | None]],
-    val_pairs: list[tuple[str, str | None]],
-    index: int,
-    report: Reporter,
-) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
-    """Move the ``index``-th (1-based) training image, whole, to the validation images."""
-    if val_pairs:
-        raise EngineError(
-            "HOLDOUT_IMAGE and a separate validation image (VALIDATION_INPUT or a tile "
-            "folder's val/) both choose the validation data: give only one of them."
-        )
-    if not 1 <= index <= len(train_pairs) or len(train_pairs) < 2:
-        raise EngineError(
-            f"HOLDOUT_IMAGE is {index} but there are {len(train_pairs)} input images: give "
-            "the number (1 for the first) of one of at least two inputs, or 0 for none."
-        )
-    held = train_pairs[index - 1]
-    report.info(f"Validation on the held-out image {held[0]} (not used for training).")
-    return [p for k, p in enumerate(train_pairs) if k != index - 1], [held]
-
-
-def _training_pairs(
-    inputs: Sequence[str],
-    labels: Sequence[str],
-    label_polygons: str | None,
-    class_field: str | None,
-    tile_folder: str | None,
-    validation_inputs: Sequence[str],
-    validation_labels: Sequence[str],
-    report: Reporter,
-) -> tuple[list[tuple[str, str | None]], list[tuple[str, str | None]]]:
-    """Pairs of (image, label raster or None for polygons) for training and validation."""
-    from ..training_data import tile_folder_pairs
-
-    val_pairs: list[tuple[str, str | None]] = []
-    if tile_folder:
-        if inputs or labels or label_polygons:
-            raise EngineError(
-                "Give either TILE_FOLDER or INPUTS with LABELS/LABEL_POLYGONS, not both."
-            )
-        splits = tile_folder_pairs(tile_folder)
-        train_pairs: list[tuple[str, str | None]] = list(splits["train"])
-        val_pairs = list(splits.get("val", []))
-        report.info(
-            f"Tile folder: {len(train_pairs)} training and {len(val_pairs)} validation tile pairs."
-        )
-        return train_pairs, val_pairs
-    if not inputs:
-        raise EngineError("Give at least one input raster (INPUTS), or a TILE_FOLDER.")
-    if label_polygons:
-        if labels:
-            raise EngineError("Give either LABELS or LABEL_POLYGONS, not both.")
-        if not class_field:
-            raise EngineError(
-                "LABEL_POLYGONS need CLASS_FIELD, the field holding each polygon's class."
-            )
-        train_pairs = [(p, None) for p in inputs]
-    else:
-        if len(labels) != len(inputs):
-            raise EngineError(
-                f"Give one label raster per input: {len(inputs)} inputs but {len(labels)} "
-                "label rasters (LABELS, in the same order as INPUTS)."
-            )
-        train_pairs = list(zip(inputs, labels, strict=True))
-    if validation_inputs:
-        if len(validation_labels) != len(validation_inputs):
-            raise EngineError("Give one validation label raster per validation input.")
-        val_pairs = list(zip(validation_inputs, validation_labels, strict=True))
-    return train_pairs, val_pairs
 
 
 @all_or_none
@@ -609,13 +492,11 @@ def run_predictunet(
         ``OUTPUT_MOSAIC``, and ``CLASSES``. For a batch ``OUTPUT`` is the folder and
         ``OUTPUTS`` lists the class rasters.
     """
-    import torch
-
     from .. import io
-    from ..acquisition import raster_normalization
-    from ..batch import batch_outputs, list_rasters
+    from ..acquisition import model_bands, raster_normalization
+    from ..batch import class_outputs, list_rasters
     from ..classes import classes_from_json, classes_to_json, complete_classes
-    from ..modelfile import load_model, read_metadata
+    from ..modelfile import read_metadata
 
     report = reporter or Reporter("text")
     metadata = read_metadata(model)
@@ -627,21 +508,13 @@ def run_predictunet(
         )
     if dst_mosaic and os.path.splitext(dst_mosaic)[1].lower() != ".vrt":
         raise EngineError(f"{dst_mosaic}: the mosaic is a GDAL VRT; give a .vrt path.")
-    if batch:
-        dsts = batch_outputs(sources, dst)
-        confs: list[str | None] = (
-            list(batch_outputs(sources, dst_confidence, suffix="_confidence"))
-            if dst_confidence
-            else [None] * len(sources)
-        )
-    else:
-        dsts, confs = [dst], [dst_confidence]
+    dsts, confs = class_outputs(sources, batch, dst, dst_confidence)
     io.check_outputs(
         (*dsts, *confs, dst_polygons, dst_mosaic),
         rasters=(*dsts, *confs),
         overwrite=overwrite,
     )
-    band_lists = [_model_bands(metadata, path, report) for path in sources]
+    band_lists = [model_bands(metadata, path, report) for path in sources]
     classes = classes_from_json(metadata["classes"])
     if tta and metadata.get("task") == "unsupervised":
         # averaged probabilities name classes; a clustering network reproduces its clusters
@@ -652,59 +525,23 @@ def run_predictunet(
         raster_normalization(metadata, p, b, report=report)
         for p, b in zip(sources, band_lists, strict=True)
     ]
+    jobs = list(zip(sources, dsts, confs, band_lists, norms, strict=True))
+    options: dict[str, Any] = {
+        "batch_size": batch_size,
+        "device": device,
+        "threads": threads,
+        "overwrite": overwrite,
+        "report": report,
+    }
     if dask_scheduler:
-        metadata = _dask_metadata(metadata, tta)
-        from ..distributed import DEFAULT_BLOCK_SIZE, PredictItem, connect, predict_rasters
+        from ..distributed import predict_on_cluster
 
-        def shared(path: str | None) -> str | None:  # workers have other working folders
-            if not path or path.startswith("/vsi") or "://" in path:
-                return path
-            return os.path.abspath(path)
-
-        items = [
-            PredictItem(
-                str(shared(s)), str(shared(d)), shared(c), tuple(b), tuple(n[0]), tuple(n[1])
-            )
-            for s, d, c, b, n in zip(sources, dsts, confs, band_lists, norms, strict=True)
-        ]
-        with connect(dask_scheduler, reporter=report) as client:
-            results = predict_rasters(
-                client,
-                model=model,
-                metadata=metadata,
-                items=items,
-                classes=classes,
-                block_size=block_size or DEFAULT_BLOCK_SIZE,
-                batch_size=batch_size,
-                device=device,
-                threads=threads,
-                overwrite=overwrite,
-                reporter=report,
-            )
+        results = predict_on_cluster(
+            model, _dask_metadata(metadata, tta), jobs, classes, scheduler=dask_scheduler,
+            block_size=block_size, **options,
+        )  # fmt: skip
     else:
-        if threads:
-            torch.set_num_threads(int(threads))
-        state, metadata = load_model(model)
-        network = build_network_checked(metadata, state, model)
-        if tta:
-            from ..inference import fold_batchnorm
-            from ..tta import SymmetryAverage
-
-            report.info("Test-time augmentation: 8 flips and rotations per tile.")
-            network = SymmetryAverage(fold_batchnorm(network.eval()))
-        results = []
-        for number, (path, out, conf, bands, norm) in enumerate(
-            zip(sources, dsts, confs, band_lists, norms, strict=True)
-        ):
-            if batch:
-                report.info(f"Raster {number + 1} of {len(sources)}: {path}")
-            results.append(
-                _predict_one(
-                    network, metadata, classes, path, out, conf, bands, norm,
-                    batch_size=batch_size, device=device, threads=threads,
-                    overwrite=overwrite, report=report,
-                )
-            )  # fmt: skip
+        results = _predict_here(model, jobs, classes, tta=tta, batch=batch, **options)
     outputs: dict[str, Any] = {"OUTPUT": str(dst), "CLASSES": classes_to_json(classes)}
     if dst_confidence:
         outputs["OUTPUT_CONFIDENCE"] = str(dst_confidence)
@@ -727,62 +564,56 @@ def run_predictunet(
     return outputs
 
 
+#: One raster to classify: source, class raster, confidence raster, bands, normalisation.
+_Job = tuple[str, str, str | None, list[int], tuple[list[float], list[float]]]
+
+
+def _predict_here(
+    model: str,
+    jobs: list[_Job],
+    classes: Sequence[ClassInfo],
+    *,
+    tta: bool,
+    batch: bool,
+    batch_size: int,
+    device: str,
+    threads: int | None,
+    overwrite: bool,
+    report: Reporter,
+) -> list[dict[str, Any]]:
+    """Classify the rasters one after the other in this process."""
+    import torch
+
+    from ..modelfile import load_model
+    from ..networks import build_network_checked
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    state, metadata = load_model(model)
+    network = build_network_checked(metadata, state, model)
+    if tta:
+        from ..inference import fold_batchnorm
+        from ..tta import SymmetryAverage
+
+        report.info("Test-time augmentation: 8 flips and rotations per tile.")
+        network = SymmetryAverage(fold_batchnorm(network.eval()))
+    results = []
+    for number, (path, out, conf, bands, norm) in enumerate(jobs):
+        if batch:
+            report.info(f"Raster {number + 1} of {len(jobs)}: {path}")
+        results.append(
+            _predict_one(
+                network, metadata, classes, path, out, conf, bands, norm,
+                batch_size=batch_size, device=device, threads=threads,
+                overwrite=overwrite, report=report,
+            )
+        )  # fmt: skip
+    return results
+
+
 def _dask_metadata(metadata: dict[str, Any], tta: bool) -> dict[str, Any]:
     """Return the description the Dask workers apply (with ``tta``; rasters normalised per item)."""
     return {**metadata, "tta": bool(tta)}
-
-
-def build_network_checked(metadata: dict[str, Any], state: dict[str, Any], model: str) -> Any:
-    """Build a model file's network and load its weights (a clear error if they differ)."""
-    from ..networks import build_network
-
-    network = build_network(metadata)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as err:
-        raise EngineError(
-            f"{model}: the weights do not fit the described network ({str(err)[:200]}). The "
-            "file is damaged; train the model again."
-        ) from None
-    return network
-
-
-def _model_bands(metadata: dict[str, Any], src: str, report: Reporter) -> list[int]:
-    """Return the input bands a model reads from ``src`` (checks count, types, resolution)."""
-    from .. import io
-
-    wanted = metadata.get("bands", {})
-    count = int(wanted.get("count", 0))
-    info = io.inspect_raster(src)
-    indices = [int(b) for b in wanted.get("indices") or range(1, count + 1)]
-    if info.count != count and (max(indices) > info.count or len(indices) != count):
-        raise EngineError(
-            f"The model was trained on {count} bands "
-            f"({', '.join(map(str, wanted.get('names') or []))}) "
-            f"but {src} has {info.count}. Give a raster with the same bands, in the same order, "
-            "as the training images."
-        )
-    if info.count != count:
-        report.warning(f"{src} has {info.count} bands; using bands {indices} as at training time.")
-    else:
-        indices = list(range(1, count + 1))
-    trained_dtypes = set(wanted.get("dtypes") or [])
-    if trained_dtypes and not {info.dtypes[b - 1] for b in indices} <= trained_dtypes:
-        report.warning(
-            f"{src} stores {', '.join(sorted({info.dtypes[b - 1] for b in indices}))} values but "
-            f"the model was trained on {', '.join(sorted(trained_dtypes))}: check that the "
-            "values have the same scale (reflectance vs. digital numbers)."
-        )
-    resolution = metadata.get("resolution")
-    if resolution and info.crs_wkt and metadata.get("crs"):
-        res = abs(info.transform[0])
-        if res > 0 and not 0.5 <= res / float(resolution[0]) <= 2.0:
-            report.warning(
-                f"{src} has pixels of {res:g} map units, the model was trained on "
-                f"{float(resolution[0]):g}: results are usually poor far from the training "
-                "resolution."
-            )
-    return indices
 
 
 def _predict_one(

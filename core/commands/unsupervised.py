@@ -3,18 +3,16 @@
 :func:`run_unsupervised` reads the raster (whole, or sampled tiles in dataset mode),
 trains the method's network (:mod:`core.unsupervised`), labels the raster with it
 (in memory, or through the tiled inference engine), renumbers the clusters by area and
-writes them; optionally it maps the clusters to the classes of a reference raster
-(:mod:`core.metrics`) and saves the model file with its metadata.
+writes them; optionally it maps the clusters to the classes of a reference raster and
+writes the scribbles' class map (both :mod:`core.unsupervised_labels`), and saves the
+model file with its metadata.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..params import (
@@ -29,12 +27,15 @@ from ._options import add_bands, add_device_arguments, add_param, add_seed, add_
 from ._outputs import all_or_none
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import numpy as np
 
     from .. import io
     from ..classes import ClassInfo
     from ..unsupervised import TrainingHistory
     from ..unsupervised_data import TrainingData
+    from ..unsupervised_labels import Labelled
 
 __all__ = ["DESCRIPTIONS", "add_commands", "run_unsupervised"]
 
@@ -167,95 +168,6 @@ def _run(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         overwrite=args.overwrite,
         reporter=reporter,
     )
-
-
-def _map_to_reference(
-    clusters_path: os.PathLike[str] | str,
-    *,
-    reference: str,
-    assignment: str,
-    classes_text: str | None,
-    ignore_values: Sequence[float],
-    mapped_path: os.PathLike[str] | str | None,
-    csv_path: os.PathLike[str] | str | None,
-    info: io.RasterInfo,
-    report: Reporter,
-) -> dict[str, Any]:
-    """Map clusters to reference classes (:mod:`core.accuracy`, :mod:`core.metrics`)."""
-    import numpy as np
-
-    from .. import io
-    from ..accuracy import assess, count_confusion, open_pair
-    from ..classes import ClassInfo, classes_to_json, palette, parse_classes, read_raster_classes
-    from ..clusters import remap_clusters
-    from ..metrics import to_json_dict
-
-    quiet = Reporter.quiet()
-    ignore = [float(v) for v in ignore_values]
-    with contextlib.ExitStack() as stack:
-        pair = open_pair(stack, os.fspath(clusters_path), reference=reference, reporter=quiet)
-        accumulator = count_confusion(pair, ignore, reporter=quiet)
-    result = assess(accumulator, mode="clusters", assignment=assignment, ignore=ignore)
-    rows = to_json_dict(result)["mapping"] or []
-    with io.open_raster(reference) as ref:
-        known = read_raster_classes(ref)
-    given = parse_classes(classes_text)
-    by_value = {c.value: c for c in known}
-    by_value.update({c.value: c for c in given})
-    targets = sorted({r["class"] for r in rows if r["class"] is not None})
-    extra = iter(palette(len(targets), offset=len(by_value)))
-    table = [
-        by_value.get(v) or ClassInfo(v, f"class {v}", next(extra))
-        for v in targets
-        if 1 <= v <= 65535
-    ]
-    names = {c.value: c.name for c in table}
-    report.info(f"Clusters mapped to reference classes ({assignment}):")
-    report.info("cluster -> class (name): pixels, agreeing pixels")
-    for r in rows:
-        target = r["class"]
-        name = names.get(target, "-") if target is not None else "unmatched"
-        report.info(
-            f"  {r['cluster']} -> {target if target is not None else '-'} ({name}): "
-            f"{r['pixels']}, {r['agreeing_pixels']}"
-        )
-    unmatched = sum(r["pixels"] for r in rows if r["class"] is None)
-    if unmatched:
-        report.warning(
-            f"{unmatched:,} pixels are in clusters that the one-to-one (Hungarian) mapping "
-            "leaves unmatched; they are nodata in OUTPUT_MAPPED. Use the many-to-one "
-            "(majority) assignment to give every cluster a class."
-        )
-    if csv_path:
-        with open(csv_path, "w", newline="", encoding="utf-8") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(["cluster", "class", "class_name", "pixels", "agreeing_pixels"])
-            for r in rows:
-                target = r["class"]
-                writer.writerow(
-                    [
-                        r["cluster"],
-                        "" if target is None else target,
-                        names.get(target, "") if target is not None else "",
-                        r["pixels"],
-                        r["agreeing_pixels"],
-                    ]
-                )
-    if mapped_path:
-        top = max([r["cluster"] for r in rows] + [0])
-        lut = np.zeros(top + 1, np.int64)
-        for r in rows:
-            if r["class"] is not None and 1 <= r["class"] <= 65535:
-                lut[r["cluster"]] = r["class"]
-        remap_clusters(clusters_path, mapped_path, lut, info, table)
-    return {
-        "ARI": result.adjusted_rand_index,
-        "OVERALL_ACCURACY": result.overall_accuracy,
-        "MAPPING": [
-            {"cluster": r["cluster"], "class": r["class"], "pixels": r["pixels"]} for r in rows
-        ],
-        "MAPPED_CLASSES": classes_to_json(table),
-    }
 
 
 def check_raster_size(method: str, width: int, height: int, src: str) -> None:
@@ -448,10 +360,10 @@ def run_unsupervised(
         ``MAPPED_CLASSES``.
     """
     from .. import io
-    from ..classes import classes_from_json, write_qml
     from ..device import select_device, select_precision, set_threads
     from ..unsupervised import _NAMES, IMAGE_MODE_PIXELS
     from ..unsupervised_data import read_training_data
+    from ..unsupervised_labels import map_to_reference, write_class_map
 
     report = reporter or Reporter("text")
     values, outputs = _check_inputs(
@@ -495,34 +407,21 @@ def run_unsupervised(
             key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
             for path, key in outputs
         }
-        if mode == "image":
-            labelled = _label_image(net, data, info, dev, autocast, tmp["OUTPUT"], max_clusters)
-            report.progress(88)
-        else:
-            raw_path = tmp["OUTPUT"].with_name(tmp["OUTPUT"].stem + "-raw.tif")
-            stack.callback(lambda: [p.unlink() for p in _with_sidecars(raw_path) if p.exists()])
-            labelled = _label_dataset(
-                net, src, raw_path, tmp["OUTPUT"], data, info, band_list, max_clusters,
-                device=str(dev), precision=precision, nodata_zero=nodata_zero,
-                threads=n_threads, report=report,
-            )  # fmt: skip
-            report.progress(92)
-        if labelled.n_clusters <= 1:
-            report.warning(
-                "Every pixel fell into one cluster. Raise MIN_CLUSTERS, lower the learning "
-                "rate or (DFC) MU, or use other bands."
-            )
-        report.info(f"{labelled.n_clusters} clusters.")
+        labelled = _label(
+            stack, tmp["OUTPUT"], net, mode=mode, src=src, data=data, info=info,
+            band_list=band_list, max_clusters=max_clusters, dev=dev, autocast=autocast,
+            precision=precision, nodata_zero=nodata_zero, threads=n_threads, report=report,
+        )  # fmt: skip
         named: list[ClassInfo] = []
         if dst_class_map:
-            named = _class_map(
+            named = write_class_map(
                 tmp["OUTPUT"], tmp["OUTPUT_CLASSES"], src=src, band_list=band_list, data=data,
                 nodata_zero=nodata_zero, scribbles=scribbles, scribble_field=scribble_field,
                 scribble_classes=scribble_classes, rule=unscribbled, report=report,
             )  # fmt: skip
         mapping: dict[str, Any] = {}
         if reference:
-            mapping = _map_to_reference(
+            mapping = map_to_reference(
                 tmp["OUTPUT"],
                 reference=reference,
                 assignment=assignment,
@@ -542,12 +441,7 @@ def run_unsupervised(
                 tmp["OUTPUT_MODEL"], net, method, arch_args, band_list, data, values, history,
                 seed, info, normalization, labelled.channel_lut, nodata_zero,
             )  # fmt: skip
-    # Styles beside the final files (QGIS reads <raster>.qml as the default style).
-    write_qml(dst, labelled.table)
-    if dst_class_map:
-        write_qml(dst_class_map, named)
-    if dst_mapped and mapping:
-        write_qml(dst_mapped, classes_from_json(mapping["MAPPED_CLASSES"]))
+    _write_styles(dst, labelled, dst_class_map, named, dst_mapped, mapping)
     report.progress(100)
     result = _result(outputs, labelled, history, mode, mapping)
     if dst_class_map:
@@ -557,78 +451,63 @@ def run_unsupervised(
     return result
 
 
-def _class_map(
-    clusters_path: Any,
-    dst: Any,
+def _label(
+    stack: contextlib.ExitStack,
+    dst: Path,
+    net: Any,
     *,
+    mode: str,
     src: str,
-    band_list: list[int],
     data: TrainingData,
+    info: io.RasterInfo,
+    band_list: list[int],
+    max_clusters: int,
+    dev: Any,
+    autocast: Any,
+    precision: str,
     nodata_zero: bool,
-    scribbles: str | None,
-    scribble_field: str | None,
-    scribble_classes: str | None,
-    rule: str,
+    threads: int,
     report: Reporter,
-) -> list[ClassInfo]:
-    """Write the clusters as the scribbles' classes; return the class table."""
-    import numpy as np
-    from rasterio.windows import Window
+) -> Labelled:
+    """Label the raster with the trained network (whole, or window by window) into ``dst``."""
+    from ..unsupervised_labels import label_dataset, label_image
 
-    from .. import io
-    from ..classes import parse_classes
-    from ..clusters import read_scribbles
-    from ..scribbles import write_scribble_classes
-    from ..unsupervised_data import scale
-
-    if not scribbles:
-        raise EngineError("The class map needs SCRIBBLES.")
-    try:
-        given = parse_classes(scribble_classes)
-    except ValueError as err:
-        raise EngineError(f"SCRIBBLE_CLASSES: {err}") from None
-    with io.open_raster(src) as raster:
-        index, table, values = read_scribbles(scribbles, scribble_field, raster, report)
-        marks = np.where(index >= 0, np.asarray(values)[np.clip(index, 0, None)], 0)
-        known = {c.value: c for c in table}
-        known.update({c.value: c for c in given})
-
-        def features(row: int, height: int) -> np.ndarray:
-            window = Window(0, row, raster.width, height)
-            image, valid = io.read_bands(raster, band_list, window=window, nodata_zero=nodata_zero)
-            return scale(image, valid, data.low, data.span)
-
-        try:
-            assignment = write_scribble_classes(
-                clusters_path,
-                dst,
-                marks,
-                [known[v] for v in sorted(known)],
-                rule=rule,
-                features=features if rule == "merge" else None,
-            )
-        except ValueError as err:
-            raise EngineError(str(err)) from None
-    scribbled = int(assignment.scribbled.sum())
-    extra = sum(c.name.startswith("unnamed") for c in assignment.classes)
-    report.info(
-        f"Class map: {scribbled} of {len(assignment.lut) - 1} clusters hold scribbles; "
-        + (
-            f"the others became {extra} unnamed classes."
-            if rule == "extra"
-            else "the others merged into the most similar named class."
+    if mode == "image":
+        labelled = label_image(net, data, info, dev, autocast, dst, max_clusters)
+        report.progress(88)
+    else:
+        raw_path = dst.with_name(dst.stem + "-raw.tif")
+        stack.callback(lambda: [p.unlink() for p in _with_sidecars(raw_path) if p.exists()])
+        labelled = label_dataset(
+            net, src, raw_path, dst, data, info, band_list, max_clusters, device=str(dev),
+            precision=precision, nodata_zero=nodata_zero, threads=threads, report=report,
+        )  # fmt: skip
+        report.progress(92)
+    if labelled.n_clusters <= 1:
+        report.warning(
+            "Every pixel fell into one cluster. Raise MIN_CLUSTERS, lower the learning "
+            "rate or (DFC) MU, or use other bands."
         )
-    )
-    return assignment.classes
+    report.info(f"{labelled.n_clusters} clusters.")
+    return labelled
 
 
-@dataclass
-class _Labelled:
-    """The clusters written: their count, class table and channel -> id table."""
+def _write_styles(
+    dst: str,
+    labelled: Labelled,
+    dst_class_map: str | None,
+    named: list[ClassInfo],
+    dst_mapped: str | None,
+    mapping: dict[str, Any],
+) -> None:
+    """Styles beside the final files (QGIS reads ``<raster>.qml`` as the default style)."""
+    from ..classes import classes_from_json, write_qml
 
-    n_clusters: int
-    table: list[ClassInfo]
-    channel_lut: np.ndarray
+    write_qml(dst, labelled.table)
+    if dst_class_map:
+        write_qml(dst_class_map, named)
+    if dst_mapped and mapping:
+        write_qml(dst_mapped, classes_from_json(mapping["MAPPED_CLASSES"]))
 
 
 def _train(
@@ -720,74 +599,6 @@ def _train(
     return net, history, arch_args
 
 
-def _label_image(
-    net: Any,
-    data: TrainingData,
-    info: io.RasterInfo,
-    dev: Any,
-    autocast: Any,
-    dst: Any,
-    max_clusters: int,
-) -> _Labelled:
-    """Image mode: label the whole raster in one pass and write it."""
-    import numpy as np
-    import torch
-
-    from ..clusters import cluster_classes, scribble_names, write_clusters
-    from ..unsupervised import _autocast, renumber_by_area
-
-    with torch.no_grad(), _autocast(dev, autocast):
-        scores = net.to(dev)(torch.from_numpy(data.images).to(dev)).float()
-    raw = scores.argmax(dim=1)[0].cpu().numpy()[: info.height, : info.width]
-    valid_px = data.valids[0][: info.height, : info.width]
-    counts = np.bincount(raw[valid_px], minlength=max_clusters)
-    lut = renumber_by_area(counts)
-    labels = np.where(valid_px, lut[raw], 0)
-    n_clusters = int(lut.max())
-    names = scribble_names(lut, data.scribble_values or [], data.scribble_table)
-    table = cluster_classes(n_clusters, names)
-    write_clusters(dst, labels, info, table)
-    return _Labelled(n_clusters, table, lut)
-
-
-def _label_dataset(
-    net: Any,
-    src: str,
-    raw_path: Any,
-    dst: Any,
-    data: TrainingData,
-    info: io.RasterInfo,
-    band_list: list[int],
-    max_clusters: int,
-    *,
-    device: str,
-    precision: str,
-    nodata_zero: bool,
-    threads: int,
-    report: Reporter,
-) -> _Labelled:
-    """Dataset mode: label every window with the frozen network, then renumber by area."""
-    import numpy as np
-
-    from ..clusters import cluster_classes, remap_clusters, scribble_names
-    from ..unsupervised import renumber_by_area
-
-    result = _predict(
-        net, src, raw_path, band_list, data.low, data.span, max_clusters, data.tile, device,
-        precision, nodata_zero, threads, report,
-    )  # fmt: skip
-    counts = np.zeros(max_clusters + 1, np.int64)
-    for value, count in result["COUNTS"].items():
-        counts[int(value)] = count
-    channel_lut = renumber_by_area(counts[1:])
-    lut = np.concatenate([[0], channel_lut])
-    n_clusters = int(lut.max())
-    names = scribble_names(lut[1:], data.scribble_values or [], data.scribble_table)
-    table = cluster_classes(n_clusters, names)
-    remap_clusters(raw_path, dst, lut, info, table)
-    return _Labelled(n_clusters, table, channel_lut)
-
-
 def _save_model(
     path: Any,
     net: Any,
@@ -815,7 +626,7 @@ def _save_model(
 
 def _result(
     outputs: list[tuple[str, str]],
-    labelled: _Labelled,
+    labelled: Labelled,
     history: TrainingHistory,
     mode: str,
     mapping: dict[str, Any],
@@ -838,42 +649,3 @@ def _result(
 
 def _with_sidecars(path: Any) -> list[Any]:
     return [path, *(path.with_name(path.name + ext) for ext in (".aux.xml", ".msk"))]
-
-
-def _predict(
-    net: Any,
-    src: str,
-    dst: Any,
-    band_list: list[int],
-    low: np.ndarray,
-    span: np.ndarray,
-    n_clusters: int,
-    tile: int,
-    device: str,
-    precision: str,
-    nodata_zero: bool,
-    threads: int,
-    report: Reporter,
-) -> dict[str, Any]:
-    """Label every window with the frozen network (tiled inference engine)."""
-    from ..inference import predict_raster
-    from ..tiling import DEFAULT_OVERLAP
-
-    overlap = min(DEFAULT_OVERLAP, max(0, tile // 4 - 1))
-    return predict_raster(
-        net,
-        src,
-        os.fspath(dst),
-        bands=band_list,
-        offsets=low.tolist(),
-        scales=span.tolist(),
-        n_classes=n_clusters,
-        tile_size=tile,
-        overlap=overlap,
-        device=device,
-        precision=precision,
-        nodata_zero=nodata_zero,
-        overwrite=True,
-        reporter=report.part(80, 88),
-        threads=threads,
-    )

@@ -29,11 +29,12 @@ from core.classes import ClassInfo, classes_to_json
 from core.commands.accuracy import run_accuracy
 from core.commands.superpixels import run_superpixels
 from core.commands.unet import run_predictunet
-from core.distributed import parse_scheduler, plan_region_blocks
+from core.distributed import parse_scheduler
 from core.modelfile import save_model
 from core.networks import build_unet
 from core.protocol import EngineError, Reporter
 from core.superpixel_blocks import BlockPlan, block_dependencies
+from core.tiling import plan_region_blocks
 
 distributed = pytest.importorskip("distributed")
 

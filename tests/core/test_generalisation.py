@@ -13,10 +13,11 @@ from rasters import write_tif
 
 from core.acquisition import image_statistics, raster_normalization
 from core.augment import acquisition_jitter
-from core.commands.unet import holdout_pair, run_predictunet, run_trainunet
+from core.commands.unet import run_predictunet, run_trainunet
 from core.harmonize import S2_BOA_OFFSET, detect_s2_offset, harmonize_image
 from core.modelfile import read_metadata
 from core.protocol import EngineError, Reporter
+from core.training_data import holdout_pair
 from core.tta import SymmetryAverage, symmetries
 
 torch.set_num_threads(2)

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
+from core.contingency import ConfusionAccumulator
 from core.metrics import (
-    ConfusionAccumulator,
     assess_accuracy,
     confusion_csv,
     match_clusters,

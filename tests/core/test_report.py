@@ -7,7 +7,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from core.metrics import ConfusionAccumulator, assess_accuracy
+from core.contingency import ConfusionAccumulator
+from core.metrics import assess_accuracy
 from core.report import render_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -9,8 +9,8 @@ from rasters import parcels
 from scipy import ndimage
 from skimage import segmentation as sk
 
-from core import _superpixel_kernels as kernels
 from core import superpixels
+from core._connectivity_kernels import connected_relabel
 from core.normalize import stretch
 
 METHODS = ["slic", "quickshift", "felzenszwalb"]
@@ -148,7 +148,7 @@ def test_slic_splits_oversized_pieces_and_keeps_them_connected():
     labels = np.zeros((40, 50), np.int32)
     labels[:, 25:] = 1
     labels[5:9, 5:9] = 2  # small piece: merged into its neighbour
-    out = kernels.connected_relabel(labels, 20, 300, 2)
+    out = connected_relabel(labels, 20, 300, 2)
     assert_consecutive(out)
     sizes = np.bincount(out.ravel())[1:]
     assert sizes.max() <= 300 + 16  # the 4x4 piece may join a capped piece
@@ -181,11 +181,11 @@ def test_slic_grid_covers_the_valid_region_only():
 def test_slic_merges_small_cut_pieces_back():
     """A piece cut from an oversized segment that is below min_size joins its segment."""
     labels = np.array([[0, 0, 0, 1, 1, 1], [1, 0, 0, 1, 1, 0], [0, 0, 0, 1, 1, 0]], np.int32)
-    out = kernels.connected_relabel(labels, 4, 7, 2)
+    out = connected_relabel(labels, 4, 7, 2)
     np.testing.assert_array_equal(out, np.repeat([[1, 1, 1, 2, 2, 2]], 3, axis=0))
     # Large pieces stay cut, each connected, ids consecutive.
     big = np.zeros((30, 30), np.int32)
-    out = kernels.connected_relabel(big, 50, 200, 2)
+    out = connected_relabel(big, 50, 200, 2)
     assert_consecutive(out)
     sizes = np.bincount(out.ravel())[1:]
     assert len(sizes) == 5 and sizes.min() >= 50 and sizes.max() <= 200 + 50

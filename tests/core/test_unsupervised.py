@@ -343,12 +343,12 @@ def test_all_nodata_raster_is_a_clear_error(mode, tmp_path):
 
 
 def test_failed_run_leaves_no_partial_output(nc, tmp_path, monkeypatch):
-    import core.commands.unsupervised as unsupervised
+    import core.unsupervised_labels as labels
 
     def broken(*args, **kwargs):
         raise EngineError("the mapping failed")
 
-    monkeypatch.setattr(unsupervised, "_map_to_reference", broken)
+    monkeypatch.setattr(labels, "map_to_reference", broken)
     with pytest.raises(EngineError, match="mapping failed"):
         _run(
             "dfc",

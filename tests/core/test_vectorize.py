@@ -20,7 +20,7 @@ from shapely.geometry import shape
 from core.cli import main
 from core.commands.vectorize import run_vectorize
 from core.protocol import EngineError
-from core.vectorize import iter_regions, sieve
+from core.regions import iter_regions, sieve
 
 TRANSFORM = from_origin(630000, 228000, 30, 30)
 
@@ -328,9 +328,9 @@ def test_sieve_keeps_merging_small_neighbours_of_small_regions():
 
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_sieved_strips_with_a_halo_equal_the_sieved_whole(classes_tif, connectivity, monkeypatch):
-    import core.vectorize
+    import core.regions
 
     whole = regions(classes_tif, connectivity=connectivity, min_pixels=10)
-    monkeypatch.setattr(core.vectorize, "SIEVE_WHOLE_PIXELS", 0)  # the large-raster path
+    monkeypatch.setattr(core.regions, "SIEVE_WHOLE_PIXELS", 0)  # the large-raster path
     strips = regions(classes_tif, connectivity=connectivity, min_pixels=10, strip_rows=5)
     assert sorted((r.value, r.pixels) for r in whole) == sorted((r.value, r.pixels) for r in strips)

@@ -1,0 +1,261 @@
+"""Felzenszwalb's numba kernels behind :func:`core.superpixels.felzenszwalb` (private).
+
+Edge keys of the 8-connected pixel graph, their radix sort, and the graph merging.
+
+Shapes and units are the caller's job; conventions in :mod:`core._kernel_options`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from llvmlite import ir
+from llvmlite.binding import llvm_version_info
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._connectivity_kernels import find
+from ._kernel_options import FASTMATH, JIT
+
+__all__ = [
+    "fh_edges",
+    "fh_labels",
+    "fh_sort",
+]
+
+
+@numba.njit(parallel=True, fastmath=FASTMATH, **JIT)
+def fh_edges(image: np.ndarray, mask: np.ndarray, has_mask: bool) -> np.ndarray:
+    """8-connectivity edge keys ``(24-bit float cost << 40) | edge`` (edge = 4 p + d).
+
+    Directions ``d``: 0 right, 1 down, 2 down-right, 3 (y, x+1)-(y+1, x). Costs are the
+    Euclidean band distance; edges that leave the image or touch a masked pixel get an
+    infinite cost and sort last. The keys are written in one pass (no cost array).
+    """
+    n_bands, height, width = image.shape
+    n = height * width
+    keys = np.empty(4 * n, dtype=np.uint64)
+    for yy in prange(height):
+        y = np.int64(yy)
+        for x in range(width):
+            p = y * width + x
+            for d in range(4):
+                if d == 0:
+                    ay, ax, by, bx = y, x, y, x + 1
+                elif d == 1:
+                    ay, ax, by, bx = y, x, y + 1, x
+                elif d == 2:
+                    ay, ax, by, bx = y, x, y + 1, x + 1
+                else:
+                    ay, ax, by, bx = y, x + 1, y + 1, x
+                cost = np.float32(np.inf)
+                if (
+                    by < height
+                    and bx < width
+                    and ax < width
+                    and (not has_mask or (mask[ay, ax] and mask[by, bx]))
+                ):
+                    acc = np.float32(0.0)
+                    for c in range(n_bands):
+                        t = image[c, ay, ax] - image[c, by, bx]
+                        acc += t * t
+                    cost = np.sqrt(acc)
+                bits = np.uint64(np.float32(cost).view(np.uint32))
+                i = 4 * p + d
+                keys[i] = ((bits >> np.uint64(8)) << np.uint64(40)) | np.uint64(i)
+    return keys
+
+
+@numba.njit(parallel=True, **JIT)
+def fh_sort(keys: np.ndarray, n_chunks: int) -> np.ndarray:
+    """Stable LSD radix sort of the keys on their top 24 bits (two 12-bit passes)."""
+    n = keys.shape[0]
+    src = keys
+    dst = np.empty_like(keys)
+    per = (n + n_chunks - 1) // n_chunks
+    for shift in (40, 52):
+        sh = np.uint64(shift)
+        hist = np.zeros((n_chunks, 4096), dtype=np.int64)
+        for chunk in prange(n_chunks):
+            for i in range(chunk * per, min((chunk + 1) * per, n)):
+                hist[chunk, (src[i] >> sh) & np.uint64(4095)] += 1
+        total = 0
+        for digit in range(4096):
+            for chunk in range(n_chunks):
+                count = hist[chunk, digit]
+                hist[chunk, digit] = total
+                total += count
+        for chunk in prange(n_chunks):
+            pos = hist[chunk]
+            for i in range(chunk * per, min((chunk + 1) * per, n)):
+                v = src[i]
+                digit = (v >> sh) & np.uint64(4095)
+                dst[pos[digit]] = v
+                pos[digit] += 1
+        src, dst = dst, src
+    return src
+
+
+#: Felzenszwalb's per-node state beside the union-find parent: one cache line holds both.
+_FH_NODE = np.dtype([("size", np.int32), ("inner", np.float32)])
+
+
+# LLVM names the intrinsic by pointer type: opaque pointers ("p0") since LLVM 15.
+_PREFETCH = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202 (numba typing signature)
+    """Hint the CPU to fetch ``array[index]`` into the caches (LLVM ``llvm.prefetch``)."""
+    sig = types.void(array, index)
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(
+            context, builder, signature.args[0], ary, [args[1]], wraparound=False
+        )
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, _PREFETCH)
+        # read, high temporal locality, data cache
+        builder.call(
+            fn,
+            [
+                builder.bitcast(ptr, i8p),
+                ir.Constant(i32, 0),
+                ir.Constant(i32, 3),
+                ir.Constant(i32, 1),
+            ],
+        )
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@numba.njit(inline="always", **JIT)
+def _fh_ends(key: np.uint64, width: int) -> tuple[int, int]:
+    """Return the two pixels (flat indices) of an edge key (see :func:`fh_edges`)."""
+    e = np.int64(key & np.uint64((1 << 40) - 1))
+    p = e >> 2
+    d = e & 3
+    if d == 0:
+        return p, p + 1
+    if d == 1:
+        return p, p + width
+    if d == 2:
+        return p, p + width + 1
+    return p + 1, p + width
+
+
+@numba.njit(inline="always", **JIT)
+def _is_set(bitset: np.ndarray, i: int) -> bool:
+    return bool((bitset[i >> 6] >> np.uint64(i & 63)) & np.uint64(1))
+
+
+@numba.njit(**JIT)
+def fh_labels(
+    keys: np.ndarray,
+    mask: np.ndarray,
+    has_mask: bool,
+    height: int,
+    width: int,
+    k: float,
+    min_size: int,
+) -> np.ndarray:
+    """Felzenszwalb-Huttenlocher merging over sorted edges, then small-segment merging.
+
+    The merging visits the edges in order, so it is sequential and bound by memory
+    latency (each edge touches two random pixels and their roots). Two software
+    prefetch stages hide most of it: 32 edges ahead the pixels' parents, 12 edges ahead
+    the parents' parents and sizes (most often the roots). The small-segment pass only
+    looks up edges that touch a segment smaller than ``min_size`` after the first pass
+    (a bitset of their pixels): segments only grow, so no other edge can merge.
+    Returns (H, W) int32 labels 1..N in raster order of first pixel, 0 where masked.
+    """
+    n = height * width
+    parent = np.arange(n, dtype=np.int32)
+    node = np.empty(n, dtype=_FH_NODE)
+    for i in range(n):
+        node[i].size = 1
+        node[i].inner = 0.0
+    bits = np.zeros(1, dtype=np.uint32)
+    as_float = bits.view(np.float32)
+    inf_key = np.uint64(0x7F800000 >> 8)
+    k32 = np.float32(k)
+    lo = 0
+    hi = keys.shape[0]
+    while lo < hi:  # edges with an infinite cost (masked, off the image) sort last
+        mid = (lo + hi) // 2
+        if (keys[mid] >> np.uint64(40)) >= inf_key:
+            hi = mid
+        else:
+            lo = mid + 1
+    n_edges = lo
+    far = 32
+    near = 12
+    for i in range(n_edges):
+        if i + far < n_edges:
+            a, b = _fh_ends(keys[i + far], width)
+            _prefetch(parent, a)
+            _prefetch(parent, b)
+        if i + near < n_edges:
+            a, b = _fh_ends(keys[i + near], width)
+            pa = parent[a]
+            pb = parent[b]
+            _prefetch(parent, pa)
+            _prefetch(node, pa)
+            _prefetch(parent, pb)
+            _prefetch(node, pb)
+        key = keys[i]
+        a, b = _fh_ends(key, width)
+        ra = find(parent, a)
+        rb = find(parent, b)
+        if ra == rb:
+            continue
+        bits[0] = np.uint32((key >> np.uint64(40)) << np.uint64(8))
+        cost = as_float[0]
+        sa = node[ra].size
+        sb = node[rb].size
+        if cost < min(node[ra].inner + k32 / sa, node[rb].inner + k32 / sb):
+            if sa < sb:
+                ra, rb = rb, ra
+            parent[rb] = ra
+            node[ra].size = sa + sb
+            node[ra].inner = cost
+    small = np.zeros((n + 63) // 64, dtype=np.uint64)
+    any_small = False
+    for p in range(n):
+        if node[find(parent, p)].size < min_size:
+            small[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
+            any_small = True
+    if any_small:
+        for i in range(n_edges):
+            a, b = _fh_ends(keys[i], width)
+            if not (_is_set(small, a) or _is_set(small, b)):
+                continue
+            ra = find(parent, a)
+            rb = find(parent, b)
+            if ra == rb:
+                continue
+            sa = node[ra].size
+            sb = node[rb].size
+            if sa < min_size or sb < min_size:
+                if sa < sb:
+                    ra, rb = rb, ra
+                parent[rb] = ra
+                node[ra].size = sa + sb
+    out = np.zeros((height, width), dtype=np.int32)
+    ident = np.zeros(n, dtype=np.int32)
+    count = 0
+    for y in range(height):
+        for x in range(width):
+            if has_mask and not mask[y, x]:
+                continue
+            r = find(parent, y * width + x)
+            if ident[r] == 0:
+                count += 1
+                ident[r] = count
+            out[y, x] = ident[r]
+    return out
