@@ -496,7 +496,10 @@ def run_unsupervised(
             for path, key in outputs
         }
         if mode == "image":
-            labelled = _label_image(net, data, info, dev, autocast, tmp["OUTPUT"], max_clusters)
+            labelled = _label_image(
+                net, data, info, dev, autocast, tmp["OUTPUT"], max_clusters,
+                min_segment=int(values.get("min_segment", 0)),
+            )  # fmt: skip
             report.progress(88)
         else:
             raw_path = tmp["OUTPUT"].with_name(tmp["OUTPUT"].stem + "-raw.tif")
@@ -703,6 +706,7 @@ def _train(
             radius=int(values["radius"]),
             sigma_i=float(values["sigma_i"]),
             sigma_x=float(values["sigma_x"]),
+            ncut_weight=float(values["ncut_weight"]),
             **common,
         )
         arch_args = {
@@ -728,18 +732,26 @@ def _label_image(
     autocast: Any,
     dst: Any,
     max_clusters: int,
+    *,
+    min_segment: int = 0,
 ) -> _Labelled:
-    """Image mode: label the whole raster in one pass and write it."""
+    """Image mode: label the whole raster in one pass and write it.
+
+    With ``min_segment`` > 1 (W-Net), connected segments smaller than that many pixels
+    join the nearest larger one (:func:`core.unsupervised.merge_small_segments`).
+    """
     import numpy as np
     import torch
 
     from ..clusters import cluster_classes, scribble_names, write_clusters
-    from ..unsupervised import _autocast, renumber_by_area
+    from ..unsupervised import _autocast, merge_small_segments, renumber_by_area
 
     with torch.no_grad(), _autocast(dev, autocast):
         scores = net.to(dev)(torch.from_numpy(data.images).to(dev)).float()
     raw = scores.argmax(dim=1)[0].cpu().numpy()[: info.height, : info.width]
     valid_px = data.valids[0][: info.height, : info.width]
+    if min_segment > 1:
+        raw = merge_small_segments(raw, valid_px, min_segment)
     counts = np.bincount(raw[valid_px], minlength=max_clusters)
     lut = renumber_by_area(counts)
     labels = np.where(valid_px, lut[raw], 0)
