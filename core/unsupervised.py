@@ -174,7 +174,8 @@ def merge_small_segments(labels: np.ndarray, valid: np.ndarray, min_size: int) -
     A segment is a 4-connected group of valid pixels with one label. Each pixel of a
     small segment takes the label of the nearest pixel (Euclidean) of a segment that is
     kept, so small specks and thin slivers join what surrounds them (W-Net's merging of
-    small segments; deterministic). A label may vanish when all its segments are small.
+    small segments; deterministic). A label may vanish when all its segments are small;
+    when fewer than two labels would be left, the labels are returned unchanged.
 
     Parameters
     ----------
@@ -203,8 +204,8 @@ def merge_small_segments(labels: np.ndarray, valid: np.ndarray, min_size: int) -
         too_small[0] = False
         small |= too_small[segments]
     kept = valid & ~small
-    if not small.any() or not kept.any():
-        return out
+    if not small.any() or len(np.unique(labels[kept])) < 2:
+        return out  # nothing to merge, or merging would leave a single cluster
     nearest = ndimage.distance_transform_edt(~kept, return_distances=False, return_indices=True)
     rows, cols = nearest[0][small], nearest[1][small]
     out[small] = labels[rows, cols]

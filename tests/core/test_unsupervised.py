@@ -174,6 +174,9 @@ def test_small_segments_join_the_nearest_larger_one():
     assert (merged == expected).all()
     assert (merge_small_segments(labels, valid, 4) == np.where(labels == 2, 0, labels)).all()
     assert (merge_small_segments(labels, valid, 0) == labels).all()
+    speckled = np.indices((12, 12)).sum(axis=0) % 2  # a checkerboard: one-pixel segments
+    speckled[:6, :6] = 0  # one large segment of 0
+    assert (merge_small_segments(speckled, valid, 5) == speckled).all()  # never one cluster
     assert labels[2, 2] == 2  # the input is left alone
 
 
