@@ -168,7 +168,7 @@ def refine_by_superpixels(labels: np.ndarray, segments: np.ndarray, n_labels: in
     return majority[seg].reshape(labels.shape)
 
 
-def merge_small_segments(labels: np.ndarray, valid: np.ndarray, min_size: int) -> np.ndarray:
+def merge_small_segments(labels: np.ndarray, valid: np.ndarray, *, min_size: int) -> np.ndarray:
     """Give segments smaller than ``min_size`` pixels the label of the nearest larger one.
 
     A segment is a 4-connected group of valid pixels with one label. Each pixel of a

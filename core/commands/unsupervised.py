@@ -751,7 +751,7 @@ def _label_image(
     raw = scores.argmax(dim=1)[0].cpu().numpy()[: info.height, : info.width]
     valid_px = data.valids[0][: info.height, : info.width]
     if min_segment > 1:
-        raw = merge_small_segments(raw, valid_px, min_segment)
+        raw = merge_small_segments(raw, valid_px, min_size=min_segment)
     counts = np.bincount(raw[valid_px], minlength=max_clusters)
     lut = renumber_by_area(counts)
     labels = np.where(valid_px, lut[raw], 0)

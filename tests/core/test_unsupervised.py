@@ -167,16 +167,18 @@ def test_small_segments_join_the_nearest_larger_one():
     labels[5, 5] = 1  # joins the 1 region beside it: part of a large segment
     valid = np.ones_like(labels, bool)
     valid[0, 0] = False
-    merged = merge_small_segments(labels, valid, 5)
+    merged = merge_small_segments(labels, valid, min_size=5)
     expected = np.zeros_like(labels)
     expected[:, 6:] = 1
     expected[5, 5] = 1
     assert (merged == expected).all()
-    assert (merge_small_segments(labels, valid, 4) == np.where(labels == 2, 0, labels)).all()
-    assert (merge_small_segments(labels, valid, 0) == labels).all()
+    only_speck = np.where(labels == 2, 0, labels)
+    assert (merge_small_segments(labels, valid, min_size=4) == only_speck).all()
+    assert (merge_small_segments(labels, valid, min_size=0) == labels).all()
     speckled = np.indices((12, 12)).sum(axis=0) % 2  # a checkerboard: one-pixel segments
     speckled[:6, :6] = 0  # one large segment of 0
-    assert (merge_small_segments(speckled, valid, 5) == speckled).all()  # never one cluster
+    # merging would leave one cluster: unchanged
+    assert (merge_small_segments(speckled, valid, min_size=5) == speckled).all()
     assert labels[2, 2] == 2  # the input is left alone
 
 
