@@ -18,7 +18,11 @@ Modes (``--mode``, several allowed):
 ``dubai``
     The same on Dubai aerial RGB tiles (../shared/data/dubai-aerial; 6 mask colours, the
     "Unlabeled" and black pixels ignored), on the central 256 x 256 crop of the first
-    image of tiles 1, 3 and 5 (``--dubai-tiles``).
+    image of tiles 1-8 (``--dubai-tiles``); a crop holding one class is skipped (its ARI
+    is 0 or 1 whatever the clustering).
+
+``--seeds`` runs each deep method once per seed and adds a ``mean`` row per method and
+scene (mean ARI, mean k-means line with the same K).
 
 Run: ``python bench/unsupervised.py --mode speed nc dubai --threads 2 [--json PATH]``
 """
@@ -171,12 +175,15 @@ def _score_scene(
     threads: int,
     methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
     params: dict[str, dict[str, Any]] | None = None,
+    seeds: tuple[int, ...] = (42,),
 ) -> list[dict[str, Any]]:
     """ISB, DFC, W-Net (defaults, or ``params[method]``) and the two baselines on one scene.
 
     The baselines run with every K a method found (and the reference's class count), so
     each method has a k-means reference line with its own K on the same stretched bands;
-    ``beats_kmeans`` says whether the method's ARI is above it.
+    ``beats_kmeans`` says whether the method's ARI is above it. With several ``seeds``
+    each method runs once per seed, and a ``mean`` row per method gives the mean ARI and
+    the mean of its k-means lines (``beats_kmeans`` on the means).
     """
     import rasterio
 
@@ -187,34 +194,38 @@ def _score_scene(
         image, valid = io.read_bands(ds, list(range(1, ds.count + 1)))
     valid &= ref_valid
     rows = []
-    found: dict[str, int] = {}
+    found: set[int] = set()
     with tempfile.TemporaryDirectory() as folder:
         for method in methods:
-            started = time.perf_counter()
-            result = run_unsupervised(
-                method,
-                src=str(src),
-                dst=f"{folder}/{method}.tif",
-                params=(params or {}).get(method),
-                threads=threads,
-                reporter=_quiet(),
-            )
-            with rasterio.open(result["OUTPUT"]) as ds:
-                labels = ds.read(1)
-            found[method] = int(result["N_CLUSTERS"])
-            rows.append(
-                {
-                    "scene": name,
-                    "method": method,
-                    "K": found[method],
-                    "iterations": result["ITERATIONS"],
-                    "ARI": round(_ari(labels, reference, valid & (labels > 0)), 4),
-                    "seconds": round(time.perf_counter() - started, 1),
-                }
-            )
-            print(json.dumps(rows[-1]), flush=True)
+            for seed in seeds:
+                started = time.perf_counter()
+                result = run_unsupervised(
+                    method,
+                    src=str(src),
+                    dst=f"{folder}/{method}-{seed}.tif",
+                    params=(params or {}).get(method),
+                    seed=seed,
+                    threads=threads,
+                    reporter=_quiet(),
+                )
+                with rasterio.open(result["OUTPUT"]) as ds:
+                    labels = ds.read(1)
+                found.add(int(result["N_CLUSTERS"]))
+                rows.append(
+                    {
+                        "scene": name,
+                        "method": method,
+                        "seed": seed,
+                        "K": int(result["N_CLUSTERS"]),
+                        "iterations": result["ITERATIONS"],
+                        "ARI": round(_ari(labels, reference, valid & (labels > 0)), 4),
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+    deep = list(rows)
     n_classes = len(np.unique(reference[valid]))
-    ks = sorted({*found.values(), n_classes})
+    ks = sorted({*found, n_classes})
     started = time.perf_counter()
     baselines = _baselines(image, valid, ks)
     seconds = round(time.perf_counter() - started, 1)
@@ -230,12 +241,29 @@ def _score_scene(
                 }
             )
             print(json.dumps(rows[-1]), flush=True)
-    for row in rows:
-        if row["method"] in found:
-            kmeans = next(r["ARI"] for r in rows if r["method"] == "kmeans" and r["K"] == row["K"])
-            row["kmeans_same_K"] = kmeans
-            row["beats_kmeans"] = row["ARI"] > kmeans
-            print(json.dumps(row), flush=True)
+    for row in deep:
+        kmeans = next(r["ARI"] for r in rows if r["method"] == "kmeans" and r["K"] == row["K"])
+        row["kmeans_same_K"] = kmeans
+        row["beats_kmeans"] = row["ARI"] > kmeans
+        print(json.dumps(row), flush=True)
+    if len(seeds) > 1:
+        for method in methods:
+            runs = [r for r in deep if r["method"] == method]
+            ari = round(float(np.mean([r["ARI"] for r in runs])), 4)
+            kmeans = round(float(np.mean([r["kmeans_same_K"] for r in runs])), 4)
+            rows.append(
+                {
+                    "scene": name,
+                    "method": method,
+                    "seed": "mean",
+                    "K": [r["K"] for r in runs],
+                    "ARI": ari,
+                    "kmeans_same_K": kmeans,
+                    "beats_kmeans": ari > kmeans,
+                    "seeds_beating_kmeans": sum(r["beats_kmeans"] for r in runs),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
     return rows
 
 
@@ -243,6 +271,7 @@ def nc(
     threads: int,
     methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
     params: dict[str, dict[str, Any]] | None = None,
+    seeds: tuple[int, ...] = (42,),
 ) -> list[dict[str, Any]]:
     import rasterio
 
@@ -254,16 +283,24 @@ def nc(
         ref_valid = ds.read_masks(1) > 0
     reference = np.where(ref_valid, reference, 0).astype(np.int64)
     return _score_scene(
-        "nc", folder / "landsat_multiband.tif", reference, ref_valid, threads, methods, params
+        "nc",
+        folder / "landsat_multiband.tif",
+        reference,
+        ref_valid,
+        threads,
+        methods,
+        params,
+        seeds,
     )
 
 
 def dubai(
     threads: int,
     size: int = 256,
-    tiles: tuple[int, ...] = (1, 3, 5),
+    tiles: tuple[int, ...] = tuple(range(1, 9)),
     methods: tuple[str, ...] = ("dfc", "isb", "wnet"),
     params: dict[str, dict[str, Any]] | None = None,
+    seeds: tuple[int, ...] = (42,),
 ) -> list[dict[str, Any]]:
     import rasterio
     from PIL import Image
@@ -299,7 +336,14 @@ def dubai(
                 with rasterio.open(path, "w", dtype="uint8", **profile) as ds:
                     ds.write(image)
             rows += _score_scene(
-                f"dubai-tile{tile}", path, reference, reference > 0, threads, methods, params
+                f"dubai-tile{tile}",
+                path,
+                reference,
+                reference > 0,
+                threads,
+                methods,
+                params,
+                seeds,
             )
     return rows
 
@@ -334,7 +378,18 @@ def main() -> None:
     parser.add_argument("--mode", nargs="+", default=["speed", "nc"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--dubai-tiles", type=int, nargs="+", default=[1, 3, 5], help="Dubai tiles to score."
+        "--dubai-tiles",
+        type=int,
+        nargs="+",
+        default=list(range(1, 9)),
+        help="Dubai tiles to score (default 1-8; crops with one class are skipped).",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42],
+        help="Seeds of the deep methods; with several, a mean row per method and scene.",
     )
     parser.add_argument(
         "--methods", nargs="+", default=["dfc", "isb", "wnet"], help="Deep methods to run."
@@ -373,9 +428,12 @@ def main() -> None:
                 tiles=tuple(args.dubai_tiles),
                 methods=tuple(args.methods),
                 params=json.loads(args.params),
+                seeds=tuple(args.seeds),
             )
         elif mode == "nc":
-            results[mode] = nc(args.threads, tuple(args.methods), json.loads(args.params))
+            results[mode] = nc(
+                args.threads, tuple(args.methods), json.loads(args.params), tuple(args.seeds)
+            )
         else:
             results[mode] = speed(args.threads)
     path = Path(args.json)

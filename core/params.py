@@ -198,8 +198,12 @@ DEFAULT_BLOCK_SIZE = 2048
 #: ISB 60 and DFC 100, so that a 400 x 400 10-band scene takes minutes on 2 CPU cores and
 #: keeps a handful to a few dozen clusters (ISB merges faster: 10 clusters at iteration 50,
 #: 4 at 100); W-Net: hidden 8 (fedric95's Hunan baseline), 50 iterations, N-cut feature
-#: scale 0.05 (0.1 left W-Net below k-means with the same K on NC: ARI 0.10 vs 0.14). See
-#: docs/benchmarks.md, "Unsupervised deep segmentation".
+#: scale 0.05 (0.1 left W-Net below k-means with the same K on NC: ARI 0.10 vs 0.14), the
+#: paper's N-cut weight 1 (0 and 0.1 were measured: they win on some scenes and lose on
+#: others) and, in image mode, segments under 64 px merged into their neighbours. See
+#: docs/benchmarks.md, "Unsupervised deep segmentation" and "W-Net against k-means".
+NCUT_WEIGHT = 1.0
+MIN_SEGMENT = 64
 _MAX_CLUSTERS = Param(
     "max_clusters", "int", 100, "Most clusters: the network's output channels (nChannel).", 2, 1000
 )
@@ -298,6 +302,26 @@ UNSUPERVISED: dict[str, tuple[Param, ...]] = {
             True,
         ),
         Param("sigma_x", "float", 4.0, "Soft N-cut spatial scale in pixels.", 0.1, None, True),
+        Param(
+            "ncut_weight",
+            "float",
+            NCUT_WEIGHT,
+            "Weight of the soft N-cut step against the reconstruction step (1 in the "
+            "paper): higher favours compact regions over colours.",
+            0.0,
+            100.0,
+            True,
+        ),
+        Param(
+            "min_segment",
+            "int",
+            MIN_SEGMENT,
+            "Image mode: connected segments smaller than this many pixels join the nearest "
+            "larger segment (0: argmax labels as they are).",
+            0,
+            None,
+            True,
+        ),
     ),
 }
 #: Settings of every unsupervised method: tiles of dataset mode.

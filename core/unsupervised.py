@@ -64,6 +64,7 @@ __all__ = [
     "IMAGE_MODE_PIXELS",
     "TrainingHistory",
     "continuity_loss",
+    "merge_small_segments",
     "model_metadata",
     "refine_by_superpixels",
     "renumber_by_area",
@@ -165,6 +166,50 @@ def refine_by_superpixels(labels: np.ndarray, segments: np.ndarray, n_labels: in
     counts = np.bincount(seg * n_labels + lab, minlength=n_seg * n_labels)
     majority = counts.reshape(n_seg, n_labels).argmax(axis=1)
     return majority[seg].reshape(labels.shape)
+
+
+def merge_small_segments(labels: np.ndarray, valid: np.ndarray, *, min_size: int) -> np.ndarray:
+    """Give segments smaller than ``min_size`` pixels the label of the nearest larger one.
+
+    A segment is a 4-connected group of valid pixels with one label. Each pixel of a
+    small segment takes the label of the nearest pixel (Euclidean) of a segment that is
+    kept, so small specks and thin slivers join what surrounds them (W-Net's merging of
+    small segments; deterministic). A label may vanish when all its segments are small;
+    when fewer than two labels would be left, the labels are returned unchanged.
+
+    Parameters
+    ----------
+    labels : (H, W) int ndarray
+        Cluster labels.
+    valid : (H, W) bool ndarray
+        Pixels that belong to the image; others are neither merged nor used as targets.
+    min_size : int
+        Segments with fewer pixels are merged; 0 or 1 leaves the labels as they are.
+
+    Returns
+    -------
+    (H, W) ndarray
+        Labels with the small segments merged (a copy; same dtype).
+    """
+    from scipy import ndimage
+
+    out = labels.copy()
+    if min_size <= 1 or not valid.any():
+        return out
+    small = np.zeros(labels.shape, bool)
+    for value in np.unique(labels[valid]):
+        segments, _ = ndimage.label((labels == value) & valid)
+        sizes = np.bincount(segments.ravel())
+        too_small = sizes < min_size
+        too_small[0] = False
+        small |= too_small[segments]
+    kept = valid & ~small
+    if not small.any() or len(np.unique(labels[kept])) < 2:
+        return out  # nothing to merge, or merging would leave a single cluster
+    nearest = ndimage.distance_transform_edt(~kept, return_distances=False, return_indices=True)
+    rows, cols = nearest[0][small], nearest[1][small]
+    out[small] = labels[rows, cols]
+    return out
 
 
 def renumber_by_area(counts: np.ndarray) -> np.ndarray:
@@ -400,6 +445,7 @@ def train_wnet(
     radius: int = 5,
     sigma_i: float = 0.05,
     sigma_x: float = 4.0,
+    ncut_weight: float = 1.0,
     batch_size: int = 4,
     seed: int = 42,
     device: str = "cpu",
@@ -428,6 +474,9 @@ def train_wnet(
         SGD settings of both steps (each over all parameters, as the reference code).
     radius, sigma_i, sigma_x : float
         Soft N-cut window and scales (:func:`core.ncut.ncut_weights`).
+    ncut_weight : float
+        Factor of the soft N-cut loss in its step (1 in the paper); 0 trains on the
+        reconstruction alone (the N-cut is still computed, for the history).
     batch_size, seed, device, precision, channels_last, reporter, progress
         As in :func:`train_kanezaki`.
 
@@ -466,7 +515,7 @@ def train_wnet(
             probs = torch.softmax(scores.float(), dim=1)
             ncut = soft_ncut_loss(probs, weights, v, radius=radius)
             ncut_opt.zero_grad(set_to_none=True)
-            ncut.backward()
+            (ncut_weight * ncut).backward()
             ncut_opt.step()
             with _autocast(dev, dtype):
                 scores, recon = net.reconstruct(x)

@@ -34,7 +34,7 @@ from .metrics import to_json_dict
 from .protocol import EngineError, Reporter
 from .scribbles import write_scribble_classes
 from .tiling import DEFAULT_OVERLAP
-from .unsupervised import _autocast, renumber_by_area
+from .unsupervised import _autocast, merge_small_segments, renumber_by_area
 from .unsupervised_data import TrainingData, scale
 
 __all__ = ["Labelled", "label_dataset", "label_image", "map_to_reference", "write_class_map"]
@@ -57,14 +57,22 @@ def label_image(
     autocast: Any,
     dst: Any,
     max_clusters: int,
+    *,
+    min_segment: int = 0,
 ) -> Labelled:
-    """Image mode: label the whole raster in one pass and write it."""
+    """Image mode: label the whole raster in one pass and write it.
+
+    With ``min_segment`` > 1 (W-Net), connected segments smaller than that many pixels
+    join the nearest larger one (:func:`core.unsupervised.merge_small_segments`).
+    """
     import torch
 
     with torch.no_grad(), _autocast(dev, autocast):
         scores = net.to(dev)(torch.from_numpy(data.images).to(dev)).float()
     raw = scores.argmax(dim=1)[0].cpu().numpy()[: info.height, : info.width]
     valid_px = data.valids[0][: info.height, : info.width]
+    if min_segment > 1:
+        raw = merge_small_segments(raw, valid_px, min_size=min_segment)
     counts = np.bincount(raw[valid_px], minlength=max_clusters)
     lut = renumber_by_area(counts)
     labels = np.where(valid_px, lut[raw], 0)

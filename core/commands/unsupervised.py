@@ -410,7 +410,8 @@ def run_unsupervised(
         labelled = _label(
             stack, tmp["OUTPUT"], net, mode=mode, src=src, data=data, info=info,
             band_list=band_list, max_clusters=max_clusters, dev=dev, autocast=autocast,
-            precision=precision, nodata_zero=nodata_zero, threads=n_threads, report=report,
+            precision=precision, nodata_zero=nodata_zero, threads=n_threads,
+            min_segment=int(values.get("min_segment", 0)), report=report,
         )  # fmt: skip
         named: list[ClassInfo] = []
         if dst_class_map:
@@ -467,13 +468,16 @@ def _label(
     precision: str,
     nodata_zero: bool,
     threads: int,
+    min_segment: int,
     report: Reporter,
 ) -> Labelled:
     """Label the raster with the trained network (whole, or window by window) into ``dst``."""
     from ..unsupervised_labels import label_dataset, label_image
 
     if mode == "image":
-        labelled = label_image(net, data, info, dev, autocast, dst, max_clusters)
+        labelled = label_image(
+            net, data, info, dev, autocast, dst, max_clusters, min_segment=min_segment
+        )
         report.progress(88)
     else:
         raw_path = dst.with_name(dst.stem + "-raw.tif")
@@ -582,6 +586,7 @@ def _train(
             radius=int(values["radius"]),
             sigma_i=float(values["sigma_i"]),
             sigma_x=float(values["sigma_x"]),
+            ncut_weight=float(values["ncut_weight"]),
             **common,
         )
         arch_args = {

@@ -83,6 +83,8 @@ LABELS = {
     "radius": "N-cut radius (pixels)",
     "sigma_i": "N-cut feature scale",
     "sigma_x": "N-cut spatial scale (pixels)",
+    "ncut_weight": "N-cut weight",
+    "min_segment": "Smallest segment (pixels)",
     "tile_size": "Tile size (pixels)",
     "n_tiles": "Tiles sampled",
     "batch_size": "Tiles per batch",

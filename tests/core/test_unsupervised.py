@@ -28,6 +28,7 @@ from core.params import UNSUPERVISED, UNSUPERVISED_COMMON
 from core.protocol import EngineError, Reporter
 from core.unsupervised import (
     continuity_loss,
+    merge_small_segments,
     refine_by_superpixels,
     renumber_by_area,
     train_wnet,
@@ -156,6 +157,39 @@ def test_continuity_refinement_and_renumbering():
     segments = np.array([[0, 0, 0], [1, 1, 1]])
     assert refine_by_superpixels(labels, segments, 3).tolist() == [[0, 0, 0], [2, 2, 2]]
     assert renumber_by_area(np.array([5, 0, 9, 5])).tolist() == [2, 0, 1, 3]
+
+
+def test_small_segments_join_the_nearest_larger_one():
+    labels = np.zeros((12, 12), np.int64)
+    labels[:, 6:] = 1
+    labels[2, 2] = 2  # one-pixel speck inside 0
+    labels[8:10, 8:10] = 3  # 4-pixel block inside 1
+    labels[5, 5] = 1  # joins the 1 region beside it: part of a large segment
+    valid = np.ones_like(labels, bool)
+    valid[0, 0] = False
+    merged = merge_small_segments(labels, valid, min_size=5)
+    expected = np.zeros_like(labels)
+    expected[:, 6:] = 1
+    expected[5, 5] = 1
+    assert (merged == expected).all()
+    only_speck = np.where(labels == 2, 0, labels)
+    assert (merge_small_segments(labels, valid, min_size=4) == only_speck).all()
+    assert (merge_small_segments(labels, valid, min_size=0) == labels).all()
+    speckled = np.indices((12, 12)).sum(axis=0) % 2  # a checkerboard: one-pixel segments
+    speckled[:6, :6] = 0  # one large segment of 0
+    # merging would leave one cluster: unchanged
+    assert (merge_small_segments(speckled, valid, min_size=5) == speckled).all()
+    assert labels[2, 2] == 2  # the input is left alone
+
+
+def test_wnet_ncut_weight_zero_trains_on_reconstruction_only():
+    image = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    valid = np.ones((1, 32, 32), bool)
+    common = dict(n_clusters=4, hidden=2, max_iter=3, min_clusters=1, reporter=Reporter.quiet())
+    _, weighted = train_wnet(image, valid, **common)
+    _, reconstruction = train_wnet(image, valid, ncut_weight=0.0, **common)
+    assert weighted.loss[0] == pytest.approx(reconstruction.loss[0])  # same start
+    assert weighted.loss[1:] != reconstruction.loss[1:]  # the N-cut step moved the weights
 
 
 def test_param_specs_are_complete():
