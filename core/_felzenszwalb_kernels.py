@@ -15,7 +15,6 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._connectivity_kernels import find
 from ._kernel_options import FASTMATH, JIT
 
 __all__ = [
@@ -97,9 +96,10 @@ def fh_sort(keys: np.ndarray, n_chunks: int) -> np.ndarray:
     return src
 
 
-#: Felzenszwalb's per-node state beside the union-find parent: one cache line holds both.
-_FH_NODE = np.dtype([("size", np.int32), ("inner", np.float32)])
-
+#: Felzenszwalb's state of a pixel in one 8-byte record: its union-find parent, or, for a
+#: root, minus its segment's size (``p < 0``), and the segment's internal difference. A
+#: root's size and internal difference come with the lookup that finds it.
+_FH_NODE = np.dtype([("p", np.int32), ("inner", np.float32)])
 
 # LLVM names the intrinsic by pointer type: opaque pointers ("p0") since LLVM 15.
 _PREFETCH = "llvm.prefetch.p0" if llvm_version_info >= (15,) else "llvm.prefetch.p0i8"
@@ -150,6 +150,17 @@ def _fh_ends(key: np.uint64, width: int) -> tuple[int, int]:
 
 
 @numba.njit(inline="always", **JIT)
+def _root(node: np.ndarray, i: int) -> int:
+    """Return the root of pixel ``i`` (path halving)."""
+    while node[i].p >= 0:
+        q = node[i].p
+        if node[q].p >= 0:
+            node[i].p = node[q].p
+        i = q
+    return i
+
+
+@numba.njit(inline="always", **JIT)
 def _is_set(bitset: np.ndarray, i: int) -> bool:
     return bool((bitset[i >> 6] >> np.uint64(i & 63)) & np.uint64(1))
 
@@ -167,18 +178,19 @@ def fh_labels(
     """Felzenszwalb-Huttenlocher merging over sorted edges, then small-segment merging.
 
     The merging visits the edges in order, so it is sequential and bound by memory
-    latency (each edge touches two random pixels and their roots). Two software
-    prefetch stages hide most of it: 32 edges ahead the pixels' parents, 12 edges ahead
-    the parents' parents and sizes (most often the roots). The small-segment pass only
+    latency (each edge touches two random pixels and their roots). Each pixel has one
+    8-byte record (:data:`_FH_NODE`), so finding a root also brings its size and internal
+    difference. Two software prefetch stages hide most of the latency: 32 edges ahead
+    the pixels' records, 12 edges ahead their parents' (most often the roots). The
+    small-segment pass only
     looks up edges that touch a segment smaller than ``min_size`` after the first pass
     (a bitset of their pixels): segments only grow, so no other edge can merge.
     Returns (H, W) int32 labels 1..N in raster order of first pixel, 0 where masked.
     """
     n = height * width
-    parent = np.arange(n, dtype=np.int32)
     node = np.empty(n, dtype=_FH_NODE)
     for i in range(n):
-        node[i].size = 1
+        node[i].p = -1
         node[i].inner = 0.0
     bits = np.zeros(1, dtype=np.uint32)
     as_float = bits.view(np.float32)
@@ -198,36 +210,36 @@ def fh_labels(
     for i in range(n_edges):
         if i + far < n_edges:
             a, b = _fh_ends(keys[i + far], width)
-            _prefetch(parent, a)
-            _prefetch(parent, b)
+            _prefetch(node, a)
+            _prefetch(node, b)
         if i + near < n_edges:
             a, b = _fh_ends(keys[i + near], width)
-            pa = parent[a]
-            pb = parent[b]
-            _prefetch(parent, pa)
-            _prefetch(node, pa)
-            _prefetch(parent, pb)
-            _prefetch(node, pb)
+            pa = node[a].p
+            pb = node[b].p
+            if pa >= 0:
+                _prefetch(node, pa)
+            if pb >= 0:
+                _prefetch(node, pb)
         key = keys[i]
         a, b = _fh_ends(key, width)
-        ra = find(parent, a)
-        rb = find(parent, b)
+        ra = _root(node, a)
+        rb = _root(node, b)
         if ra == rb:
             continue
         bits[0] = np.uint32((key >> np.uint64(40)) << np.uint64(8))
         cost = as_float[0]
-        sa = node[ra].size
-        sb = node[rb].size
+        sa = -node[ra].p
+        sb = -node[rb].p
         if cost < min(node[ra].inner + k32 / sa, node[rb].inner + k32 / sb):
             if sa < sb:
                 ra, rb = rb, ra
-            parent[rb] = ra
-            node[ra].size = sa + sb
+            node[rb].p = ra
+            node[ra].p = -(sa + sb)
             node[ra].inner = cost
     small = np.zeros((n + 63) // 64, dtype=np.uint64)
     any_small = False
     for p in range(n):
-        if node[find(parent, p)].size < min_size:
+        if -node[_root(node, p)].p < min_size:
             small[p >> 6] |= np.uint64(1) << np.uint64(p & 63)
             any_small = True
     if any_small:
@@ -235,17 +247,17 @@ def fh_labels(
             a, b = _fh_ends(keys[i], width)
             if not (_is_set(small, a) or _is_set(small, b)):
                 continue
-            ra = find(parent, a)
-            rb = find(parent, b)
+            ra = _root(node, a)
+            rb = _root(node, b)
             if ra == rb:
                 continue
-            sa = node[ra].size
-            sb = node[rb].size
+            sa = -node[ra].p
+            sb = -node[rb].p
             if sa < min_size or sb < min_size:
                 if sa < sb:
                     ra, rb = rb, ra
-                parent[rb] = ra
-                node[ra].size = sa + sb
+                node[rb].p = ra
+                node[ra].p = -(sa + sb)
     out = np.zeros((height, width), dtype=np.int32)
     ident = np.zeros(n, dtype=np.int32)
     count = 0
@@ -253,7 +265,7 @@ def fh_labels(
         for x in range(width):
             if has_mask and not mask[y, x]:
                 continue
-            r = find(parent, y * width + x)
+            r = _root(node, y * width + x)
             if ident[r] == 0:
                 count += 1
                 ident[r] = count
