@@ -372,43 +372,21 @@ def _superpixels_in_blocks(
     report: Reporter,
     dask_scheduler: str | None = None,
 ) -> dict[str, Any]:
-    """Run the streamed path of :func:`run_superpixels` (rasters larger than a block)."""
-    with contextlib.ExitStack() as stack:
-        executor = None
-        if dask_scheduler:
-            from ..distributed import DaskBlocks, connect
+    """Run the streamed path of :func:`run_superpixels` (rasters larger than a block).
 
-            executor = DaskBlocks(stack.enter_context(connect(dask_scheduler, reporter=report)))
-        return _segment_blocks(
-            method, src=src, info=info, band_list=band_list, kwargs=kwargs, outputs=outputs,
-            normalization=normalization, percentiles=percentiles, nodata_zero=nodata_zero,
-            overwrite=overwrite, block_size=block_size, report=report, executor=executor,
-        )  # fmt: skip
-
-
-def _segment_blocks(
-    method: str,
-    *,
-    src: str,
-    info: io.RasterInfo,
-    band_list: list[int],
-    kwargs: dict[str, Any],
-    outputs: list[tuple[str, str]],
-    normalization: str,
-    percentiles: tuple[float, float],
-    nodata_zero: bool,
-    overwrite: bool,
-    block_size: int,
-    report: Reporter,
-    executor: Any,
-) -> dict[str, Any]:
-    """Segment block by block, here or with a block executor, and write the outputs."""
+    Blocks are segmented here, or on a Dask cluster when ``dask_scheduler`` is given.
+    """
     from .. import io
     from ..superpixel_blocks import segment_in_blocks, write_mean_raster
 
     keys = {key for _, key in outputs}
     report.info(f"Segmenting with {method}: " + ", ".join(f"{k}={v}" for k, v in kwargs.items()))
     with contextlib.ExitStack() as stack:
+        executor = None
+        if dask_scheduler:
+            from ..distributed import DaskBlocks, connect
+
+            executor = DaskBlocks(stack.enter_context(connect(dask_scheduler, reporter=report)))
         tmp = {
             key: stack.enter_context(io.atomic_output(path, overwrite=overwrite))
             for path, key in outputs
