@@ -445,4 +445,13 @@ def felzenszwalb(
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
     keys = fh_sort(fh_edges(image, mask, has_mask), _chunks())
-    return fh_labels(keys, mask, has_mask, height, width, scale / 255.0, int(min_size))
+    return fh_labels(
+        keys,
+        mask,
+        has_mask,
+        height,
+        width,
+        k=scale / 255.0,
+        min_size=int(min_size),
+        n_chunks=_chunks(),
+    )
