@@ -137,17 +137,16 @@ def _prefetch(typingctx, array, index):  # noqa: ANN001, ANN202 (numba typing si
 
 @numba.njit(inline="always", **JIT)
 def _fh_ends(key: np.uint64, width: int) -> tuple[int, int]:
-    """Return the two pixels (flat indices) of an edge key (see :func:`fh_edges`)."""
+    """Return the two pixels (flat indices) of an edge key (see :func:`fh_edges`).
+
+    Branch-free: the sorted edges' directions are random, and mispredicted branches on
+    them cost the merge about 10 %.
+    """
     e = np.int64(key & np.uint64((1 << 40) - 1))
     p = e >> 2
     d = e & 3
-    if d == 0:
-        return p, p + 1
-    if d == 1:
-        return p, p + width
-    if d == 2:
-        return p, p + width + 1
-    return p + 1, p + width
+    # d = 0: (p, p + 1); 1: (p, p + width); 2: (p, p + width + 1); 3: (p + 1, p + width)
+    return p + (d == 3), p + (d == 0) + (d != 0) * width + (d == 2)
 
 
 @numba.njit(inline="always", **JIT)
