@@ -33,6 +33,7 @@ import numpy as np
 
 from ._connectivity_kernels import connected_relabel, relabel_consecutive
 from ._felzenszwalb_kernels import fh_edges, fh_labels, fh_sort
+from ._gaussian_kernels import gaussian, gaussian_weights
 from ._quickshift_kernels import qs_density, qs_labels, qs_parents
 from ._slic_kernels import slic_assign_full, slic_blocks, slic_kmeans
 
@@ -89,34 +90,18 @@ def _check_finite(image: np.ndarray, mask: np.ndarray, has_mask: bool) -> None:
 def _smooth(image: np.ndarray, mask: np.ndarray, has_mask: bool, sigma: float) -> np.ndarray:
     """Gaussian pre-smoothing per band (reflect at the border, 4 sigma).
 
-    With a mask this is a normalized convolution: masked pixels get no weight, so their
-    values cannot leak into valid pixels. Bands are filtered in parallel threads (SciPy
-    releases the GIL), one per numba thread.
+    Bit for bit SciPy's ``ndimage.gaussian_filter`` per band, computed over all bands and
+    rows in numba's threads (:mod:`core._gaussian_kernels`). With a mask this is a
+    normalized convolution: masked pixels get no weight, so their values cannot leak into
+    valid pixels.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from scipy import ndimage
-
-    out = np.empty_like(image)
-    if has_mask:
-        weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma, mode="reflect")
-        weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
-
-    def one(c: int) -> None:
-        if not has_mask:
-            ndimage.gaussian_filter(image[c], sigma, mode="reflect", output=out[c])
-            return
-        smooth = ndimage.gaussian_filter(np.where(mask, image[c], 0), sigma, mode="reflect")
-        out[c] = np.where(mask, smooth / weight, 0)
-
-    workers = min(_chunks(), len(image))
-    if workers < 2:
-        for c in range(len(image)):
-            one(c)
-        return out
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(len(image))))
-    return out
+    weights = gaussian_weights(sigma)
+    if not has_mask:
+        return gaussian(image, weights)
+    weight = gaussian(mask.astype(np.float32)[np.newaxis], weights)[0]
+    weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
+    smooth = gaussian(np.where(mask, image, np.float32(0)), weights)
+    return np.where(mask, smooth / weight, np.float32(0))
 
 
 def _bounding_box(
@@ -445,4 +430,13 @@ def felzenszwalb(
     if sigma > 0:
         image = _smooth(image, mask, has_mask, sigma)
     keys = fh_sort(fh_edges(image, mask, has_mask), _chunks())
-    return fh_labels(keys, mask, has_mask, height, width, scale / 255.0, int(min_size))
+    return fh_labels(
+        keys,
+        mask,
+        has_mask,
+        height,
+        width,
+        k=scale / 255.0,
+        min_size=int(min_size),
+        n_chunks=_chunks(),
+    )

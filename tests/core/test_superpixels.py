@@ -11,6 +11,8 @@ from skimage import segmentation as sk
 
 from core import superpixels
 from core._connectivity_kernels import connected_relabel
+from core._felzenszwalb_kernels import fh_edges, fh_labels, fh_sort
+from core._gaussian_kernels import gaussian, gaussian_weights
 from core.normalize import stretch
 
 METHODS = ["slic", "quickshift", "felzenszwalb"]
@@ -208,6 +210,87 @@ def test_felzenszwalb_count_and_connectivity_match_scikit_image():
         n_theirs = len(np.unique(theirs))
         assert abs(int(ours.max()) - n_theirs) <= max(0.3 * n_theirs, 2)
         assert components_per_label(ours, EIGHT) == {1}
+
+
+def reference_fh_labels(keys, mask, height, width, k, min_size):
+    """Felzenszwalb's merge in plain Python over the same sorted keys (no tricks)."""
+    parent = list(range(height * width))
+    size = [1] * (height * width)
+    inner = [0.0] * (height * width)
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    def ends(key):
+        e = int(key) & ((1 << 40) - 1)
+        p, d = e >> 2, e & 3
+        return [(p, p + 1), (p, p + width), (p, p + width + 1), (p + 1, p + width)][d]
+
+    finite = [int(key) for key in keys if (int(key) >> 40) < (0x7F800000 >> 8)]
+    for key in finite:
+        ra, rb = (root(i) for i in ends(key))
+        cost = float(np.array([(key >> 40) << 8], np.uint32).view(np.float32)[0])
+        limit = min(
+            np.float32(inner[ra]) + np.float32(k) / np.float32(size[ra]),
+            np.float32(inner[rb]) + np.float32(k) / np.float32(size[rb]),
+        )
+        if ra != rb and cost < limit:
+            ra, rb = (rb, ra) if size[ra] < size[rb] else (ra, rb)
+            parent[rb], size[ra], inner[ra] = ra, size[ra] + size[rb], cost
+    for key in finite:
+        ra, rb = (root(i) for i in ends(key))
+        if ra != rb and min(size[ra], size[rb]) < min_size:
+            ra, rb = (rb, ra) if size[ra] < size[rb] else (ra, rb)
+            parent[rb], size[ra] = ra, size[ra] + size[rb]
+    labels = np.zeros((height, width), np.int32)
+    ids: dict[int, int] = {}
+    for p in range(height * width):
+        if mask[p // width, p % width]:
+            labels.flat[p] = ids.setdefault(root(p), len(ids) + 1)
+    return labels
+
+
+@pytest.mark.parametrize("n_chunks", [1, 2, 5])
+@pytest.mark.parametrize(("scale", "min_size", "masked"), [(30, 6, False), (300, 25, True)])
+def test_felzenszwalb_merge_equals_the_plain_algorithm(n_chunks, scale, min_size, masked):
+    """Huge pages, flattening, the packed min_size pass: the same labels as the plain merge."""
+    image = np.ascontiguousarray(
+        superpixels._smooth(
+            (parcels((37, 41), 3, seed=9) / 200).astype(np.float32), None, False, 0.8
+        )
+    )
+    mask = np.ones((37, 41), bool)
+    if masked:
+        mask[5:12, 3:30] = False
+    keys = fh_sort(fh_edges(image, mask, masked), n_chunks)
+    expected = reference_fh_labels(keys, mask, 37, 41, scale / 255, min_size)
+    ours = fh_labels(
+        keys.copy(), mask, masked, 37, 41, k=scale / 255, min_size=min_size, n_chunks=n_chunks
+    )
+    np.testing.assert_array_equal(ours, expected)
+    assert 5 < ours.max() < 37 * 41 / 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (2, 1, 5), (1, 3, 2), (3, 9, 7), (2, 40, 67)])
+@pytest.mark.parametrize("sigma", [1e-20, 0.1, 0.8, 2.5, 6.0])
+def test_gaussian_is_scipys_bit_for_bit(shape, sigma):
+    """Felzenszwalb's ties depend on the last bits of the smoothed values."""
+    image = (np.random.default_rng(3).random(shape) * 100).astype(np.float32)
+    expected = np.stack([ndimage.gaussian_filter(band, sigma, mode="reflect") for band in image])
+    np.testing.assert_array_equal(gaussian(image, gaussian_weights(sigma)), expected)
+
+
+def test_masked_smoothing_is_a_normalized_convolution():
+    image = (np.random.default_rng(4).random((2, 30, 35)) * 10).astype(np.float32)
+    mask = np.ones((30, 35), bool)
+    mask[:4] = mask[10:14, 5:20] = False
+    weight = ndimage.gaussian_filter(mask.astype(np.float32), 0.8, mode="reflect")
+    weight = np.where(mask, np.maximum(weight, np.float32(1e-12)), np.float32(1))
+    smooth = [ndimage.gaussian_filter(np.where(mask, b, 0), 0.8, mode="reflect") for b in image]
+    expected = np.stack([np.where(mask, s / weight, 0) for s in smooth])
+    np.testing.assert_array_equal(superpixels._smooth(image, mask, True, 0.8), expected)
 
 
 def test_quickshift_count_matches_scikit_image_and_seed_is_deterministic():
