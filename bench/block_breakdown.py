@@ -3,7 +3,8 @@
 Runs the engine's ``run_superpixels`` (the command behind ``python -m core slic`` and
 ``qgis_process run landseg:slic``) on one raster twice per repeat, each run in a fresh
 process with the numba kernels loaded before the clock starts: streamed in
-``--block-size`` blocks, and in memory (block size = raster size). The stages are timed by
+``--block-size`` blocks, and in memory (block size = raster size). Each row also has the
+process's peak RSS (``VmHWM``, polled). The stages are timed by
 wrapping the functions that do them (exclusive times: a stage called inside another is
 taken out of the outer one):
 
@@ -170,10 +171,30 @@ def run_child(
     command = [sys.executable, __file__, "--child", "--method", method, "--src", str(src),
                "--dst", str(dst), "--size", str(size), "--block-size", str(block_size),
                "--threads", str(threads)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT)
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, _high_water_kb(proc.pid))
+            time.sleep(0.05)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(err.read()[-3000:])
+        row = json.loads(out.read().strip().splitlines()[-1])
+    return {**row, "peak_rss_mb": round(peak_kb / 1024, 1)}
+
+
+def _high_water_kb(pid: int) -> int:
+    """Peak resident set size of a running process (``VmHWM``), 0 once it has exited."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
 
 
 def make_raster(size: int, folder: Path) -> Path:

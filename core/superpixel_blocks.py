@@ -524,17 +524,19 @@ def segment_in_blocks(
             core, window = windows[index]
             first = next_id
             if local is not None:
+                old_hints = scratch[1].read(window)
                 labels, hints, next_id = claim_segments(
                     local,
                     scratch[0].read(window) if claimed is None else claimed,
-                    scratch[1].read(window),
+                    old_hints,
                     _core_slices(core, window),
                     open_edges(window, height, width),
                     next_id,
                     connectivity=connectivity,
                 )
                 scratch[0].write(window, labels)
-                scratch[1].write(window, hints)
+                if hints is not old_hints:
+                    scratch[1].write(window, hints)
             issued[index] = (first, next_id - first)
             report.progress(5 + 75 * len(issued) / len(plan))
 

@@ -92,7 +92,8 @@ def claim_segments(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Give raster-wide ids to the local segments this block owns (scheme in the module doc).
 
-    Returns the window's updated labels and hints and the next unused id.
+    Returns the window's updated labels and hints and the next unused id. The hints are
+    the ``hints`` object itself when no segment is open (nothing to add).
     """
     from skimage.measure import label as components
 
@@ -113,8 +114,8 @@ def claim_segments(
 
     labels = np.array(claimed, dtype=np.int32)  # a copy
     paint_ids(labels, local, np.where(complete, ids, 0))
-    hints = np.array(hints, dtype=np.int32)
     if open_.any():
+        hints = np.array(hints, dtype=np.int32)  # a copy
         core_local = local[core]
         pieces_local = np.where(open_[core_local], core_local, 0)
         pieces = components(pieces_local, background=0, connectivity=connectivity)
