@@ -38,7 +38,10 @@ The labels being built and the hints live in two int32 scratch files beside the 
 (8 bytes per pixel of disk; read and written by rows, so they stay in the page cache, not
 in the process), removed at the end, also on failure or cancellation. A second pass copies
 the labels into the tiled GeoTIFF output and gathers per-segment pixel counts and band
-means; a third paints the mean raster when asked for.
+means; a third paints the mean raster when asked for. While a block is segmented and
+claimed, a reader thread reads, stretches and smooths the next block's window (none of
+which depends on the claims), with its own handle on the raster. Reading, the scratch
+planes and the output are in :mod:`core.block_io`.
 
 Differences with the in-memory path (same parameters): the stretch limits come from a
 regular instead of a random subsample; SLIC's valid pixel count is estimated from that
