@@ -312,6 +312,16 @@ with tempfile.TemporaryDirectory(prefix="landseg-warm-up-") as tmp:
                          "--polygons", f"{out}.gpkg", "--mean", f"{out}-mean.tif"])
             if code:
                 sys.exit(code)
+    # A raster larger than a block: the streamed path's own kernels (claims, stretch table).
+    image = (rng.random((3, 96, 80)) * 200).astype("uint8")
+    src = Path(tmp) / "blocks.tif"
+    with rasterio.open(src, "w", driver="GTiff", width=80, height=96, count=3, dtype="uint8",
+                       crs="EPSG:32617", transform=from_origin(0, 0, 30, 30)) as dst:
+        dst.write(image)
+    code = main(["--progress", "json", "felzenszwalb", str(src), str(Path(tmp) / "blocks-out.tif"),
+                 "--block-size", "64"])
+    if code:
+        sys.exit(code)
 """
 
 

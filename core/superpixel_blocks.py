@@ -38,7 +38,10 @@ The labels being built and the hints live in two int32 scratch files beside the 
 (8 bytes per pixel of disk; read and written by rows, so they stay in the page cache, not
 in the process), removed at the end, also on failure or cancellation. A second pass copies
 the labels into the tiled GeoTIFF output and gathers per-segment pixel counts and band
-means; a third paints the mean raster when asked for.
+means; a third paints the mean raster when asked for. While a block is segmented and
+claimed, a reader thread reads, stretches and smooths the next block's window (none of
+which depends on the claims), with its own handle on the raster. Reading, the scratch
+planes and the output are in :mod:`core.block_io`.
 
 Differences with the in-memory path (same parameters): the stretch limits come from a
 regular instead of a random subsample; SLIC's valid pixel count is estimated from that
@@ -56,9 +59,9 @@ References
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -70,11 +73,13 @@ import rasterio
 from rasterio.windows import Window
 
 from . import io, normalize
+from .block_io import GDAL_CACHE_MB, Scratch, copy_out, read_stretched, write_mean_raster
 from .params import STRETCH_RANGE
 from .protocol import EngineError, Reporter
 from .superpixel_claims import claim_segments, open_edges
 
 __all__ = [
+    "GDAL_CACHE_MB",
     "BlockExecutor",
     "BlockPlan",
     "WindowJob",
@@ -82,12 +87,11 @@ __all__ = [
     "block_halo",
     "plan_blocks",
     "segment_in_blocks",
+    "write_mean_raster",
 ]
 
 #: Smallest block accepted (pixels per side).
 MIN_BLOCK_SIZE = 64
-#: GDAL block cache while streaming (MB), so GDAL's cache cannot grow with the raster.
-GDAL_CACHE_MB = 128
 
 
 @dataclass(frozen=True)
@@ -164,42 +168,6 @@ def block_halo(method: str, params: dict[str, Any], *, step: float = 0.0) -> int
     else:
         core = 64
     return max(core, 16) + pad
-
-
-class _Scratch:
-    """An (H, W) int32 plane in a file, read and written by windows (zeros at start).
-
-    Rows of a window are read and written with seeks (portable; the data stay in the
-    operating system's page cache, not in this process).
-    """
-
-    def __init__(self, folder: Path, height: int, width: int, name: str) -> None:
-        fd, path = tempfile.mkstemp(prefix=f".landseg-{name}-", suffix=".bin", dir=folder)
-        self.path, self.width = Path(path), width
-        self.file = os.fdopen(fd, "r+b", buffering=0)
-        self.file.truncate(height * width * 4)  # zeros; sparse where the system allows
-
-    def _offset(self, window: Window, row: int) -> int:
-        return ((int(window.row_off) + row) * self.width + int(window.col_off)) * 4
-
-    def read(self, window: Window) -> np.ndarray:
-        out = np.empty((int(window.height), int(window.width)), dtype=np.int32)
-        for i, row in enumerate(out):
-            self.file.seek(self._offset(window, i))
-            view = memoryview(row).cast("B")  # type: ignore[arg-type]
-            if self.file.readinto(view) != row.nbytes:
-                raise OSError(f"Short read from the scratch file {self.path}.")
-        return out
-
-    def write(self, window: Window, array: np.ndarray) -> None:
-        array = np.ascontiguousarray(array, dtype=np.int32)
-        for i, row in enumerate(array):
-            self.file.seek(self._offset(window, i))
-            self.file.write(memoryview(row).cast("B"))
-
-    def close(self) -> None:
-        self.file.close()
-        self.path.unlink(missing_ok=True)
 
 
 def _slic_window(
@@ -327,17 +295,80 @@ class WindowJob:
         if raster is None:
             with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20), io.open_raster(self.src) as r:
                 return self(index, core, window, claimed, raster=r)
-        image, valid = io.read_bands(
-            raster, self.bands, window=window, nodata_zero=self.nodata_zero
+        return self.segment(index, core, window, claimed, self.prepare(raster, window))
+
+    def prepare(
+        self, raster: rasterio.DatasetReader, window: Window
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Read, stretch and smooth a window: what does not depend on the claims.
+
+        Returns the prepared bands and the valid mask, for :meth:`segment`.
+        """
+        image, valid = read_stretched(
+            raster,
+            self.bands,
+            window,
+            nodata_zero=self.nodata_zero,
+            normalization=self.normalization,
+            limits=self.limits,
+            out_max=self.out_max,
         )
+        return self.segmenter.smooth(image, valid), valid
+
+    def segment(
+        self,
+        index: int,
+        core: Window,
+        window: Window,
+        claimed: np.ndarray,
+        prepared: tuple[np.ndarray, np.ndarray],
+    ) -> np.ndarray | None:
+        """Segment a :meth:`prepare`-d window's pixels not yet ``claimed`` (None: none in core)."""
+        image, valid = prepared
         free = valid & (claimed == 0)
         if not free[_core_slices(core, window)].any():
             return None
-        image = normalize.stretch(
-            image, valid, method=self.normalization, out_max=self.out_max, limits=self.limits
-        )
-        image = self.segmenter.smooth(image, valid)
         return np.asarray(self.segmenter(image, free, index), dtype=np.int32)
+
+
+class _Prefetcher:
+    """Prepare the next block's window in a thread while this one is segmented.
+
+    The thread has its own handle on the raster (GDAL handles are not shared between
+    threads). Reading, the stretch and the smoothing release the GIL for most of their
+    time, so they overlap the segmenter, the claims and the scratch files.
+    """
+
+    def __init__(self, job: WindowJob, windows: Sequence[Window]) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.job, self.windows = job, list(windows)
+        self.stack = contextlib.ExitStack()
+        self.raster: rasterio.DatasetReader | None = None
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="landseg-blocks")
+        self.next = self.pool.submit(self._prepare, 0) if self.windows else None
+
+    def _prepare(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.raster is None:
+            self.stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20))
+            self.raster = self.stack.enter_context(io.open_raster(self.job.src))
+        return self.job.prepare(self.raster, self.windows[index])
+
+    def take(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``index`` prepared (blocks are taken in order); start on the next."""
+        assert self.next is not None
+        prepared = self.next.result()
+        self.next = None
+        if index + 1 < len(self.windows):
+            self.next = self.pool.submit(self._prepare, index + 1)
+        return prepared
+
+    def close(self) -> None:
+        """Stop the thread (after the block it is on) and close its handle."""
+        if self.next is not None:
+            self.next.cancel()
+        self.pool.submit(self.stack.close)  # in the thread that opened them
+        self.pool.shutdown(wait=True)
 
 
 def block_dependencies(plan: BlockPlan) -> list[list[int]]:
@@ -485,36 +516,37 @@ def segment_in_blocks(
         )
         connectivity = 1 if method == "slic" else 2
         folder = Path(os.fspath(dst)).resolve().parent
-        scratch = [_Scratch(folder, height, width, name) for name in ("labels", "hints")]
+        scratch = [Scratch(folder, height, width, name) for name in ("labels", "hints")]
         windows = list(plan)
         # First id and number of new ids of each block, in the order blocks are claimed.
         issued: dict[int, tuple[int, int]] = {}
         next_id = 1
 
-        def claim(index: int, local: np.ndarray | None) -> None:
+        def claim(index: int, local: np.ndarray | None, claimed: np.ndarray | None = None) -> None:
             nonlocal next_id
             core, window = windows[index]
             first = next_id
             if local is not None:
+                old_hints = scratch[1].read(window)
                 labels, hints, next_id = claim_segments(
                     local,
-                    scratch[0].read(window),
-                    scratch[1].read(window),
+                    scratch[0].read(window) if claimed is None else claimed,
+                    old_hints,
                     _core_slices(core, window),
                     open_edges(window, height, width),
                     next_id,
                     connectivity=connectivity,
                 )
                 scratch[0].write(window, labels)
-                scratch[1].write(window, hints)
+                if hints is not old_hints:
+                    scratch[1].write(window, hints)
             issued[index] = (first, next_id - first)
             report.progress(5 + 75 * len(issued) / len(plan))
 
         try:
             started = time.perf_counter()
             if executor is None:
-                for index, (core, window) in enumerate(windows):
-                    claim(index, job(index, core, window, scratch[0].read(window), raster=raster))
+                _run_in_order(job, windows, scratch[0], claim)
             else:
                 executor.run_blocks(
                     job, plan, read_claimed=scratch[0].read, claim=claim, reporter=report
@@ -527,13 +559,13 @@ def segment_in_blocks(
                 f"{n_segments} segments in {len(plan)} blocks in "
                 f"{time.perf_counter() - started:.2f} s."
             )
-            counts, means = _copy_out(
+            counts, means = copy_out(
                 scratch[0],
                 raster,
                 bands,
                 dst,
                 info,
-                plan,
+                plan.block_size,
                 want_means,
                 nodata_zero,
                 n_segments,
@@ -544,6 +576,23 @@ def segment_in_blocks(
                 plane.close()
     report.progress(90)
     return n_segments, counts, means
+
+
+def _run_in_order(
+    job: WindowJob,
+    windows: Sequence[tuple[Window, Window]],
+    labels: Scratch,
+    claim: Callable[[int, np.ndarray | None, np.ndarray], None],
+) -> None:
+    """Segment and claim the blocks in raster order, the next one read meanwhile."""
+    prefetch = _Prefetcher(job, [window for _, window in windows])
+    try:
+        for index, (core, window) in enumerate(windows):
+            claimed = labels.read(window)
+            local = job.segment(index, core, window, claimed, prefetch.take(index))
+            claim(index, local, claimed)
+    finally:
+        prefetch.close()
 
 
 def _report_plan(plan: BlockPlan, step: float, report: Reporter) -> None:
@@ -574,77 +623,3 @@ def _raster_order_ids(
         renumber[first : first + count] = np.arange(final, final + count)
         final += count
     return renumber
-
-
-def _aligned_windows(height: int, width: int, size: int) -> Iterator[Window]:
-    """Windows of about ``size`` pixels aligned to the output's 256-pixel tiles."""
-    size = max(256, size // 256 * 256)
-    for row0 in range(0, height, size):
-        for col0 in range(0, width, size):
-            yield Window(col0, row0, min(size, width - col0), min(size, height - row0))
-
-
-def _copy_out(
-    labels: _Scratch,
-    raster: rasterio.DatasetReader,
-    bands: Sequence[int],
-    dst: str | os.PathLike[str],
-    info: io.RasterInfo,
-    plan: BlockPlan,
-    want_means: bool,
-    nodata_zero: bool,
-    n_segments: int,
-    renumber: np.ndarray | None = None,
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Copy the scratch labels into the output GeoTIFF; sum pixels and band values.
-
-    ``renumber`` maps the scratch ids to the output ids (identity when None).
-    """
-    counts = np.zeros(n_segments + 1, dtype=np.int64) if want_means else None
-    sums = np.zeros((n_segments + 1, len(bands)), dtype=np.float64) if want_means else None
-    profile = io.output_profile(info, count=1, dtype="int32", nodata=0)
-    with rasterio.open(dst, "w", **profile) as out:
-        for window in _aligned_windows(info.height, info.width, plan.block_size):
-            block = labels.read(window)
-            if renumber is not None:
-                block = renumber[block]
-            out.write(block, 1, window=window)
-            if counts is not None and sums is not None:
-                image, _ = io.read_bands(raster, bands, window=window, nodata_zero=nodata_zero)
-                flat = block.ravel()
-                counts += np.bincount(flat, minlength=n_segments + 1)
-                for c in range(len(bands)):
-                    sums[:, c] += np.bincount(
-                        flat, weights=image[c].ravel().astype(np.float64), minlength=n_segments + 1
-                    )
-    if counts is None or sums is None:
-        return None, None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = sums / counts[:, None]
-    means[0] = np.nan
-    return counts, means
-
-
-def write_mean_raster(
-    labels_path: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
-    means: np.ndarray,
-    *,
-    info: io.RasterInfo,
-    nodata: float,
-    descriptions: Sequence[str],
-    block_size: int,
-) -> None:
-    """Paint each segment of a segment-id raster with its band means, window by window."""
-    table = means.astype(np.float32).copy()
-    table[0] = nodata
-    profile = io.output_profile(info, count=table.shape[1], dtype="float32", nodata=nodata)
-    with (
-        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB * 2**20),
-        rasterio.open(labels_path) as labels,
-        rasterio.open(dst, "w", **profile) as out,
-    ):
-        for index, text in enumerate(descriptions, start=1):
-            out.set_band_description(index, text)
-        for window in _aligned_windows(info.height, info.width, block_size):
-            out.write(np.moveaxis(table[labels.read(1, window=window)], -1, 0), window=window)

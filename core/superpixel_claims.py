@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 from rasterio.windows import Window
 
+from ._block_kernels import paint_ids, segment_sizes, spread_hints
+
 __all__ = ["claim_segments", "open_edges"]
 
 
@@ -58,6 +60,8 @@ def _continuations(
     one local segment (the one with most of its hints).
     """
     take = np.zeros(sizes.shape[0], dtype=np.int64)
+    if not hints.any():
+        return take
     sel = (local > 0) & (hints > 0)
     if not sel.any():
         return take
@@ -88,14 +92,15 @@ def claim_segments(
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Give raster-wide ids to the local segments this block owns (scheme in the module doc).
 
-    Returns the window's updated labels and hints and the next unused id.
+    Returns the window's updated labels and hints and the next unused id. The hints are
+    the ``hints`` object itself when no segment is open (nothing to add).
     """
     from skimage.measure import label as components
 
     n = int(local.max())
-    sizes = np.bincount(local.ravel(), minlength=n + 1)
-    in_core = np.bincount(local[core].ravel(), minlength=n + 1) > 0
-    in_core[0] = False
+    local = np.ascontiguousarray(local, dtype=np.int32)
+    rows, cols = core
+    sizes, in_core = segment_sizes(local, n, rows.start, rows.stop, cols.start, cols.stop)
     touch = _touching(local, n, edges)
     take = _continuations(local, hints, claimed, sizes)
     complete = in_core & ~touch
@@ -107,11 +112,10 @@ def claim_segments(
     next_id += int(new.sum())
     ids[take > 0] = take[take > 0]
 
-    labels = claimed.copy()
-    whole = complete[local]
-    labels[whole] = ids[local[whole]]
-    hints = hints.copy()
+    labels = np.array(claimed, dtype=np.int32)  # a copy
+    paint_ids(labels, local, np.where(complete, ids, 0))
     if open_.any():
+        hints = np.array(hints, dtype=np.int32)  # a copy
         core_local = local[core]
         pieces_local = np.where(open_[core_local], core_local, 0)
         pieces = components(pieces_local, background=0, connectivity=connectivity)
@@ -135,6 +139,5 @@ def claim_segments(
         core_labels[hit] = piece_id[pieces[hit]]
         labels[core] = core_labels
         # Hints: the open segments' pixels beyond the core, still unclaimed.
-        beyond = open_[local] & (labels == 0)
-        hints[beyond] = ids[local[beyond]]
+        spread_hints(hints, labels, local, open_, ids)
     return labels, hints, next_id
