@@ -51,7 +51,7 @@ def check_weight_averaging(mode: str, *, decay: float = EMA_DECAY) -> None:
 def weight_average(
     network: torch.nn.Module, mode: str, *, decay: float = EMA_DECAY
 ) -> torch.optim.swa_utils.AveragedModel | None:
-    """The averaged copy of ``network`` to update after each step, or None for ``"none"``.
+    """Return the averaged copy of ``network`` to update after each step (None for "none").
 
     Parameters
     ----------

@@ -443,9 +443,7 @@ def train_network(
         score = entry.get("val_miou", float(epoch)) if has_val else float(epoch)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in kept.state_dict().items()}
-            )
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in kept.state_dict().items()})
             best_confusion = confusion
         else:
             stale += 1
