@@ -15,7 +15,8 @@ Modes (``--mode``, several allowed):
     The "six 400x400 10-band scenes, defaults only" case: six 400x400 crops of the NC
     scene stacked to 10 bands (5 Landsat bands, SWIR2, NDVI, NDWI, NDBI, brightness),
     labels from ``strata.tif`` kept in random 32x32 blocks covering about 25 % of each
-    scene (the rest ignored), trained with every default (``--threads`` only).
+    scene (the rest ignored), trained with every default (``--threads`` only; extra
+    ``trainunet`` options as JSON with ``--defaults-options``).
     Reports wall time, epochs run and OA on the unlabelled pixels.
 ``dubai``
     Dubai aerial RGB (../shared/data/dubai-aerial, no georeferencing): train on the 54
@@ -256,6 +257,7 @@ def bench_defaults(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         threads=args.threads,
         dst_model=str(work / "six.safetensors"),
         reporter=Reporter("text"),
+        **json.loads(args.defaults_options),
     )
     seconds = time.perf_counter() - start
     # OA on the unlabelled pixels of the six scenes (whole-scene forward pass).
@@ -274,6 +276,7 @@ def bench_defaults(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "best_epoch": train["BEST_EPOCH"],
         "val_miou": train["VAL_MIOU"],
         "oa_unlabelled": correct / max(total, 1),
+        "options": json.loads(args.defaults_options),
     }
 
 
@@ -382,6 +385,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--encoders", nargs="+", default=["resnet18", "resnet34"])
     parser.add_argument("--nc-options", default="{}", help="JSON of extra trainunet options.")
+    parser.add_argument(
+        "--defaults-options", default="{}", help="JSON of trainunet options (defaults mode)."
+    )
     parser.add_argument("--dubai-options", default="{}", help="JSON of extra trainunet options.")
     parser.add_argument(
         "--dubai-images", type=int, default=9, help="Images per Dubai tile (9: all of them)."

@@ -356,11 +356,14 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # Generalisation to new dates and places, measured with bench/generalisation.py
     # (docs/benchmarks.md, "Generalisation to new acquisitions"): on the NC shift benchmark
     # per-image normalisation removes the OA drop (3.4 points -> 0) and acquisition
-    # augmentation adds 4.6 points of OA; TTA 1.2 more.
+    # augmentation adds 4.6 points of OA; TTA 1.2 more. Weight averaging (EMA): +1.1 OA
+    # points on NC over five seeds (TTA on), +0.5 on the six-scene case over two label
+    # layouts, +6.9 on a two-epoch Dubai subset; no change of the shift drop.
     "normalization": "image",
     "harmonize": True,
     "acquisition_augment": True,
     "holdout_image": 0,
+    "weight_averaging": "ema",
 }
 
 #: U-Net input normalisation modes (``core.acquisition``), first the original behaviour.
@@ -370,6 +373,16 @@ UNET_NORMALIZATION_LABELS: dict[str, str] = {
     "image": "Each image's own mean and standard deviation (new dates, other sensors)",
     "percentile": "Each image's own 2-98 percentile range (like the above, robust to clouds)",
 }
+
+#: U-Net weight averaging modes (``core.averaging``): none, or an exponential moving average.
+WEIGHT_AVERAGING_MODES: tuple[str, ...] = ("none", "ema")
+WEIGHT_AVERAGING_LABELS: dict[str, str] = {
+    "none": "None (keep the trained weights)",
+    "ema": "Exponential moving average of the weights (steadier, often generalises better)",
+}
+#: Largest decay of the weights' exponential moving average per optimisation step; the
+#: first steps use less, ``(1 + n) / (10 + n)`` (core.averaging).
+EMA_DECAY: float = 0.99
 
 #: Help of the generalisation options, shared by the CLI and the Processing dialog.
 UNET_HELP: dict[str, str] = {
@@ -389,6 +402,12 @@ UNET_HELP: dict[str, str] = {
     "holdout_image": "Hold out this input image (1-based; 0: none) whole for validation, so "
     "that early stopping and the report measure generalisation to an unseen date or place "
     "instead of fit on the training images. Needs at least two inputs.",
+    "weight_averaging": "Weight averaging. 'ema' keeps an exponential moving average of the "
+    "network's weights and BatchNorm statistics over the optimisation steps (decay "
+    f"{EMA_DECAY:g}, less in the first steps); validation, early stopping and the model file "
+    "use the averaged network, still one network. It smooths out the noise of the last steps "
+    "for about 5 % more training time; use it with few or sparse labels, when the validation "
+    "scores jump from epoch to epoch. 'none' keeps the trained weights as they are.",
     "tta": "Test-time augmentation: average the class probabilities over the 8 flips and "
     "90-degree rotations of every tile. Steadier maps on new dates, 8 times the compute. "
     "U-Net models only (ISB/DFC/W-Net models give their clusters as trained).",
@@ -409,6 +428,7 @@ def validate_training(
     epochs: int,
     batch_size: int,
     normalization: str,
+    weight_averaging: str = TRAIN_DEFAULTS["weight_averaging"],
 ) -> None:
     """Refuse ``trainunet`` options out of range, before any work.
 
@@ -428,4 +448,9 @@ def validate_training(
     if normalization not in UNET_NORMALIZATIONS:
         raise EngineError(
             f"Unknown NORMALIZATION {normalization!r}; use one of {', '.join(UNET_NORMALIZATIONS)}."
+        )
+    if weight_averaging not in WEIGHT_AVERAGING_MODES:
+        raise EngineError(
+            f"Unknown WEIGHT_AVERAGING {weight_averaging!r}; use one of "
+            f"{', '.join(WEIGHT_AVERAGING_MODES)}."
         )

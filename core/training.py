@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import __version__
-from .classes import ClassInfo, classes_to_json
+from .averaging import weight_average
+from .classes import ClassInfo
+from .params import EMA_DECAY
 from .protocol import Reporter
+from .training_metadata import training_summary, unet_metadata
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -306,6 +307,8 @@ def train_network(
     class_weighting: bool = True,
     augment: bool = True,
     acquisition_augment: bool = False,
+    weight_averaging: str = "none",
+    ema_decay: float = EMA_DECAY,
     min_samples_per_epoch: int = 32,
     seed: int = 42,
     device: str | torch.device = "cpu",
@@ -351,6 +354,11 @@ def train_network(
         With ``augment``, also make each crop look like another acquisition date:
         per-band gain and offset, brightness, blur and noise
         (:func:`core.augment.acquisition_jitter`).
+    weight_averaging : {"none", "ema"}
+        ``"ema"``: validate, early-stop on and keep an exponential moving average of the
+        weights and BatchNorm buffers, updated after every step (:mod:`core.averaging`).
+    ema_decay : float
+        Largest decay per step of that average, in (0, 1).
     seed : int
         Seed of weights' initialisation order, crops and augmentation; the same seed
         gives the same model on CPU.
@@ -389,6 +397,8 @@ def train_network(
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(seed)
     network = network.to(device)
+    averaged = weight_average(network, weight_averaging, decay=ema_decay)
+    kept = network if averaged is None else averaged.module  # validated and kept
     optimizer = torch.optim.AdamW(network.parameters(), lr=learning_rate, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(epochs, 1))
     weight_t = torch.as_tensor(weights, dtype=torch.float32, device=device)
@@ -409,7 +419,7 @@ def train_network(
         loss = _train_epoch(
             network, sampler, optimizer, weight_t, rng=rng, generator=generator, steps=steps,
             samples=samples, batch_size=batch_size, augment=augment,
-            acquisition_augment=acquisition_augment, device=device,
+            acquisition_augment=acquisition_augment, device=device, averaged=averaged,
         )  # fmt: skip
         scheduler.step()
         entry: dict[str, float] = {
@@ -419,7 +429,7 @@ def train_network(
         }
         confusion = None
         if has_val:
-            val_loss, confusion = _evaluate(network, val_x, val_y, n_classes, batch_size, device)
+            val_loss, confusion = _evaluate(kept, val_x, val_y, n_classes, batch_size, device)
             scores = confusion_scores(confusion)
             entry.update(val_loss=val_loss, val_oa=scores["oa"], val_miou=scores["miou"])
             entry["val_macro_f1"] = scores["macro_f1"]
@@ -433,9 +443,7 @@ def train_network(
         score = entry.get("val_miou", float(epoch)) if has_val else float(epoch)
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
-            best_state = copy.deepcopy(
-                {k: v.detach().cpu() for k, v in network.state_dict().items()}
-            )
+            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in kept.state_dict().items()})
             best_confusion = confusion
         else:
             stale += 1
@@ -472,6 +480,7 @@ def _train_epoch(
     augment: bool,
     acquisition_augment: bool,
     device: torch.device,
+    averaged: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> float:
     """One epoch of optimisation steps on random crops; return the mean training loss."""
     import torch
@@ -498,6 +507,8 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(network)
         total += float(loss.detach()) * len(x_np)
         seen += len(x_np)
     return total / max(seen, 1)
@@ -530,6 +541,7 @@ def fit_unet(
     class_weighting: bool,
     augment: bool,
     acquisition_augment: bool,
+    weight_averaging: str,
     seed: int,
     device: str,
     threads: int | None,
@@ -574,6 +586,7 @@ def fit_unet(
         class_weighting=class_weighting,
         augment=augment,
         acquisition_augment=acquisition_augment,
+        weight_averaging=weight_averaging,
         seed=seed,
         device=torch_device,
         reporter=report,
@@ -612,88 +625,3 @@ def _evaluate(
                 n_classes, n_classes
             )
     return loss_sum / max(pixels, 1), confusion
-
-
-def training_summary(
-    result: Any,
-    *,
-    epochs: int,
-    device: str,
-    counts: dict[int, int],
-    table: list[ClassInfo],
-    train_data: list[dict[str, Any]],
-    validation: str,
-    settings: dict[str, Any],
-) -> dict[str, Any]:
-    """Summarise the training for the model's metadata (its ``training`` entry)."""
-    best = next(h for h in result.history if h["epoch"] == result.best_epoch)
-    return {
-        "epochs_run": len(result.history),
-        "epochs_max": epochs,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seconds": round(result.seconds, 1),
-        "device": device,
-        "val_miou": _finite(best.get("val_miou")),
-        "val_oa": _finite(best.get("val_oa")),
-        "val_macro_f1": _finite(best.get("val_macro_f1")),
-        "train_loss": _finite(best["loss"]),
-        "labelled_pixels": {str(c.value): int(counts.get(c.value, 0)) for c in table},
-        "inputs": [os.path.basename(d["path"]) for d in train_data],
-        "validation": validation,
-        **settings,
-        "history": [{k: _finite(v) for k, v in h.items()} for h in result.history],
-    }
-
-
-def unet_metadata(
-    encoder: str,
-    count: int,
-    table: list[ClassInfo],
-    first: dict[str, Any],
-    offsets: np.ndarray,
-    scales: np.ndarray,
-    *,
-    nodata_zero: bool,
-    tile_size: int,
-    ignore_value: float | None,
-    summary: dict[str, Any],
-    normalization: str = "training",
-    harmonize: bool = False,
-) -> dict[str, Any]:
-    """Describe the model for its file: architecture, bands, normalisation, classes."""
-    return {
-        "architecture": "unet",
-        "architecture_args": {"encoder": encoder, "in_channels": count, "classes": len(table)},
-        "bands": {
-            "count": count,
-            "indices": first["bands"],
-            "names": first["descriptions"],
-            "dtypes": first["dtypes"],
-        },
-        "normalization": {
-            "method": "standardize",
-            "offsets": [float(v) for v in offsets],
-            "scales": [float(v) for v in scales],
-            # how prediction rebuilds the inputs (core.acquisition.raster_normalization)
-            "mode": normalization,
-            "harmonize": harmonize,
-        },
-        "nodata_zero": nodata_zero,
-        "resolution": first["resolution"],
-        "crs": first["crs"],
-        # Fully convolutional: prediction uses larger tiles than training (more context,
-        # fewer seams) and any multiple of 32 works.
-        "tile_size": max(256, tile_size),
-        "overlap": max(256, tile_size) // 4,
-        "classes": classes_to_json(table),
-        "ignore_value": ignore_value,
-        "training": summary,
-        "landseg_version": __version__,
-    }
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

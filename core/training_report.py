@@ -207,6 +207,7 @@ def write_training_report(
             "Class weighting": summary["class_weighting"],
             "Augmentation": summary["augment"],
             "Acquisition augmentation": summary.get("acquisition_augment", False),
+            "Weight averaging": summary.get("weight_averaging", "none"),
             "Normalisation": summary.get("normalization", "training"),
             "Sentinel-2 harmonisation": summary.get("harmonize", False),
             "Seed": summary["seed"],

@@ -23,6 +23,7 @@ from ..params import (
     TRAIN_DEFAULTS,
     UNET_HELP,
     UNET_NORMALIZATIONS,
+    WEIGHT_AVERAGING_MODES,
     validate_training,
 )
 from ..protocol import EngineError, Reporter
@@ -94,6 +95,10 @@ def _add_train(commands: Any) -> None:
         default=d["acquisition_augment"], help=UNET_HELP["acquisition_augment"],
     )  # fmt: skip
     train.add_argument(
+        "--weight-averaging", choices=WEIGHT_AVERAGING_MODES, default=d["weight_averaging"],
+        help=UNET_HELP["weight_averaging"],
+    )  # fmt: skip
+    train.add_argument(
         "--holdout-image", type=int, default=d["holdout_image"], help=UNET_HELP["holdout_image"]
     )
     train.add_argument("--seed", type=int, default=d["seed"])
@@ -163,6 +168,7 @@ def _run_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         harmonize=args.harmonize,
         acquisition_augment=args.acquisition_augment,
         holdout_image=args.holdout_image,
+        weight_averaging=args.weight_averaging,
         seed=args.seed,
         device=args.device,
         threads=args.threads,
@@ -220,6 +226,7 @@ def run_trainunet(
     harmonize: bool = TRAIN_DEFAULTS["harmonize"],
     acquisition_augment: bool = TRAIN_DEFAULTS["acquisition_augment"],
     holdout_image: int = TRAIN_DEFAULTS["holdout_image"],
+    weight_averaging: str = TRAIN_DEFAULTS["weight_averaging"],
     seed: int = TRAIN_DEFAULTS["seed"],
     device: str = "auto",
     threads: int | None = None,
@@ -278,6 +285,9 @@ def run_trainunet(
         (:func:`core.augment.acquisition_jitter`).
     holdout_image : int
         1-based input held out whole for validation (0: none); replaces the block split.
+    weight_averaging : {"none", "ema"}
+        ``"ema"``: validate and keep an exponential moving average of the weights
+        (:mod:`core.averaging`); the model file holds that one network.
     seed : int
         Random seed; the same seed gives the same model on CPU.
     device : str
@@ -317,6 +327,7 @@ def run_trainunet(
     validate_training(
         encoder=encoder, tile_size=tile_size, validation_fraction=validation_fraction,
         epochs=epochs, batch_size=batch_size, normalization=normalization,
+        weight_averaging=weight_averaging,
     )  # fmt: skip
     io.check_outputs((dst_model, dst_report), overwrite=overwrite)
 
@@ -350,8 +361,8 @@ def run_trainunet(
         scenes, table, count, block, encoder=encoder, encoder_weights=encoder_weights,
         tile_size=tile_size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, class_weighting=class_weighting, augment=augment,
-        acquisition_augment=acquisition_augment, seed=seed, device=device, threads=threads,
-        report=report,
+        acquisition_augment=acquisition_augment, weight_averaging=weight_averaging, seed=seed,
+        device=device, threads=threads, report=report,
     )  # fmt: skip
     settings = {
         "tile_size": tile_size,
@@ -361,6 +372,7 @@ def run_trainunet(
         "class_weighting": class_weighting,
         "augment": augment,
         "acquisition_augment": acquisition_augment,
+        "weight_averaging": weight_averaging,
         "normalization": normalization,
         "harmonize": harmonize,
         "seed": seed,

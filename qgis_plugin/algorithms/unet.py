@@ -33,6 +33,8 @@ from ...core.params import (
     UNET_HELP,
     UNET_NORMALIZATION_LABELS,
     UNET_NORMALIZATIONS,
+    WEIGHT_AVERAGING_LABELS,
+    WEIGHT_AVERAGING_MODES,
 )
 from ..checks import class_table_error, destination_path, extension_error
 from ..engine import run_engine
@@ -291,6 +293,14 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
         )
         holdout.setHelp(self.tr(UNET_HELP["holdout_image"]))
         self.add_advanced(holdout)
+        averaging = QgsProcessingParameterEnum(
+            "WEIGHT_AVERAGING",
+            self.tr("Weight averaging"),
+            options=[self.tr(WEIGHT_AVERAGING_LABELS[m]) for m in WEIGHT_AVERAGING_MODES],
+            defaultValue=WEIGHT_AVERAGING_MODES.index(d["weight_averaging"]),
+        )
+        averaging.setHelp(self.tr(UNET_HELP["weight_averaging"]))
+        self.add_advanced(averaging)
 
     def _generalisation_args(
         self, parameters: dict[str, Any], context: QgsProcessingContext
@@ -304,7 +314,14 @@ class TrainUnetAlgorithm(LandSegAlgorithm):
             on = self.parameterAsBoolean(parameters, key, context)
             args.append(f"--{option}" if on else f"--no-{option}")
         holdout = self.parameterAsInt(parameters, "HOLDOUT_IMAGE", context)
-        return [*args, "--holdout-image", str(holdout)]
+        averaging = self.parameterAsEnum(parameters, "WEIGHT_AVERAGING", context)
+        return [
+            *args,
+            "--holdout-image",
+            str(holdout),
+            "--weight-averaging",
+            WEIGHT_AVERAGING_MODES[averaging],
+        ]
 
     def check(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str | None]:
         """One kind of training data, labels matching the images, class table, files."""

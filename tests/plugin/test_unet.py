@@ -440,6 +440,7 @@ def test_generalisation_options_exist_and_reach_the_engine(crop, provider, run, 
         (train, "HARMONIZE"),
         (train, "ACQUISITION_AUGMENT"),
         (train, "HOLDOUT_IMAGE"),
+        (train, "WEIGHT_AVERAGING"),
         (predict, "TTA"),
     ):
         definition = alg.parameterDefinition(key)
@@ -460,6 +461,7 @@ def test_generalisation_options_exist_and_reach_the_engine(crop, provider, run, 
             "HARMONIZE": False,
             "ACQUISITION_AUGMENT": True,
             "HOLDOUT_IMAGE": 2,
+            "WEIGHT_AVERAGING": 1,  # ema
             "OUTPUT_MODEL": str(path),
             "OUTPUT_REPORT": str(report),
         },
@@ -468,6 +470,7 @@ def test_generalisation_options_exist_and_reach_the_engine(crop, provider, run, 
     assert meta["normalization"]["mode"] == "percentile"
     assert meta["normalization"]["harmonize"] is False
     assert meta["training"]["acquisition_augment"] is True
+    assert meta["training"]["weight_averaging"] == "ema"
     assert meta["training"]["validation_images"] == ["second.tif"]
     assert "Held-out image" in report.read_text()
     out = tmp_path / "classes.tif"
