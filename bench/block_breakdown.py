@@ -180,6 +180,9 @@ def run_child(
     method: str, src: Path, dst: Path, size: int, block_size: int, threads: int
 ) -> dict[str, Any]:
     """One fresh-process run of :func:`child`."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from large_superpixels import _high_water_kb as high_water_kb
+
     command = [sys.executable, __file__, "--child", "--method", method, "--src", str(src),
                "--dst", str(dst), "--size", str(size), "--block-size", str(block_size),
                "--threads", str(threads)]  # fmt: skip
@@ -187,7 +190,7 @@ def run_child(
         proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, cwd=ROOT)
         peak_kb = 0
         while proc.poll() is None:
-            peak_kb = max(peak_kb, _high_water_kb(proc.pid))
+            peak_kb = max(peak_kb, high_water_kb(proc.pid))
             time.sleep(0.05)
         out.seek(0)
         err.seek(0)
@@ -195,18 +198,6 @@ def run_child(
             raise RuntimeError(err.read()[-3000:])
         row = json.loads(out.read().strip().splitlines()[-1])
     return {**row, "peak_rss_mb": round(peak_kb / 1024, 1)}
-
-
-def _high_water_kb(pid: int) -> int:
-    """Peak resident set size of a running process (``VmHWM``), 0 once it has exited."""
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def make_raster(size: int, folder: Path) -> Path:
