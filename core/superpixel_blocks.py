@@ -73,13 +73,12 @@ import rasterio
 from rasterio.windows import Window
 
 from . import io, normalize
-from .block_io import GDAL_CACHE_MB, Scratch, copy_out, read_stretched, write_mean_raster
+from .block_io import GDAL_CACHE_MB, Scratch, copy_out, read_stretched
 from .params import STRETCH_RANGE
 from .protocol import EngineError, Reporter
 from .superpixel_claims import claim_segments, open_edges
 
 __all__ = [
-    "GDAL_CACHE_MB",
     "BlockExecutor",
     "BlockPlan",
     "WindowJob",
@@ -87,7 +86,6 @@ __all__ = [
     "block_halo",
     "plan_blocks",
     "segment_in_blocks",
-    "write_mean_raster",
 ]
 
 #: Smallest block accepted (pixels per side).

@@ -377,7 +377,8 @@ def _superpixels_in_blocks(
     Blocks are segmented here, or on a Dask cluster when ``dask_scheduler`` is given.
     """
     from .. import io
-    from ..superpixel_blocks import segment_in_blocks, write_mean_raster
+    from ..block_io import write_mean_raster
+    from ..superpixel_blocks import segment_in_blocks
 
     keys = {key for _, key in outputs}
     report.info(f"Segmenting with {method}: " + ", ".join(f"{k}={v}" for k, v in kwargs.items()))
