@@ -225,8 +225,13 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
 
     train_pairs, test_pairs = pairs(args.dubai_train), pairs(args.dubai_test)
     model = str(work / f"dubai-{run['name']}.safetensors")
+    # With --work the training state is kept after every epoch, so an interrupted run of
+    # the full split (hours on a CPU) resumes where it stopped, to the same model.
+    checkpoint = str(work / f"dubai-{run['name']}.ckpt") if args.work else None
+    resumed = checkpoint is not None and Path(checkpoint).exists()
     start = time.perf_counter()
     train = run_trainunet(
+        checkpoint=checkpoint,
         inputs=[str(i) for i, _ in train_pairs],
         labels=[str(lab) for _, lab in train_pairs],
         ignore_value=0,
@@ -252,6 +257,7 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
                 preds.setdefault(key + suffix, []).append(_predict(model, src, dst, args, opts))
         refs.append(ref[0].astype(np.int64))
     out: dict[str, Any] = {
+        "resumed": resumed,
         "train_images": len(train_pairs),
         "test_images": len(test_pairs),
         "train_s": round(train_s, 1),
@@ -284,6 +290,10 @@ def main() -> None:
     parser.add_argument("--dubai-images", type=int, default=9, help="Images per tile (9: all).")
     parser.add_argument("--dubai-train", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--dubai-test", type=int, nargs="+", default=[7, 8])
+    parser.add_argument(
+        "--work",
+        help="Keep models, labels and predictions in this folder (default: a temporary one).",
+    )
     parser.add_argument("--jsonl", default=str(ROOT / "bench" / "results" / "generalisation.jsonl"))
     args = parser.parse_args()
     warnings.simplefilter("ignore")
@@ -299,6 +309,9 @@ def main() -> None:
     }
     Path(args.jsonl).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        if args.work:
+            Path(args.work).mkdir(parents=True, exist_ok=True)
+            tmp = args.work
         for mode in args.mode:
             for run in runs:
                 bench = {"nc": bench_nc, "dubai": bench_dubai}[mode]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .averaging import weight_average
+from .checkpoint import load_checkpoint, save_checkpoint
 from .classes import ClassInfo
 from .params import EMA_DECAY
 from .protocol import Reporter
@@ -314,6 +316,7 @@ def train_network(
     device: str | torch.device = "cpu",
     reporter: Reporter | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> TrainingResult:
     """Train a segmentation network on scenes with partial labels.
 
@@ -368,6 +371,10 @@ def train_network(
         Receives per-epoch log lines and progress.
     on_epoch : callable, optional
         Called with each epoch's history entry (instead of reporting progress).
+    checkpoint : path-like, optional
+        Save the whole training state there after every epoch and, when the file exists,
+        resume from it (:mod:`core.checkpoint`); the result is the same as without an
+        interruption. Removed when training ends.
 
     Returns
     -------
@@ -405,7 +412,7 @@ def train_network(
 
     history: list[dict[str, float]] = []
     best_score, best_epoch, best_state, best_confusion = -1.0, 0, None, None
-    stale = 0
+    stale, first, before = 0, 1, 0.0
     stopped_early = False
     start = time.perf_counter()
     report.info(
@@ -414,7 +421,28 @@ def train_network(
         f"per class), {samples} crops of {tile_size}x{tile_size} per epoch in {steps} steps; "
         f"{len(val_x)} validation crops."
     )
-    for epoch in range(1, epochs + 1):
+    config = {
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "weight_decay": weight_decay, "patience": patience, "min_epochs": min_epochs,
+        "tile_size": tile_size, "n_classes": n_classes, "seed": seed, "samples": samples,
+        "labelled": int(sampler.n_labelled), "class_counts": [int(c) for c in counts],
+        "validation_crops": len(val_x), "augment": augment,
+        "acquisition_augment": acquisition_augment, "weight_averaging": weight_averaging,
+        "ema_decay": ema_decay, "class_weighting": class_weighting,
+    }  # fmt: skip
+    objects: dict[str, Any] = {
+        "network": network, "averaged": averaged, "optimizer": optimizer,
+        "scheduler": scheduler, "rng": rng, "generator": generator,
+    }  # fmt: skip
+    if checkpoint is not None and os.path.exists(checkpoint):
+        progress, best_state, best_confusion = load_checkpoint(checkpoint, config=config, **objects)
+        history = progress["history"]
+        best_score, best_epoch = progress["best_score"], progress["best_epoch"]
+        stale, first, before = progress["stale"], progress["epoch"] + 1, progress["seconds"]
+        for done in history:
+            report.info(_epoch_message(done, epochs))
+        report.info(f"Resumed from {checkpoint} after epoch {progress['epoch']}.")
+    for epoch in range(first, epochs + 1):
         tick = time.perf_counter()
         loss = _train_epoch(
             network, sampler, optimizer, weight_t, rng=rng, generator=generator, steps=steps,
@@ -455,14 +483,26 @@ def train_network(
             )
             stopped_early = True
             break
+        if checkpoint is not None:
+            progress = {
+                "epoch": epoch, "history": history, "best_score": best_score,
+                "best_epoch": best_epoch, "stale": stale,
+                "seconds": before + time.perf_counter() - start,
+            }  # fmt: skip
+            save_checkpoint(
+                checkpoint, config=config, progress=progress, best_state=best_state,
+                best_confusion=best_confusion, **objects,
+            )  # fmt: skip
     assert best_state is not None
+    if checkpoint is not None and os.path.exists(checkpoint):
+        os.remove(checkpoint)
     return TrainingResult(
         state_dict=best_state,
         history=history,
         best_epoch=best_epoch,
         confusion=best_confusion,
         stopped_early=stopped_early,
-        seconds=time.perf_counter() - start,
+        seconds=before + time.perf_counter() - start,
     )
 
 
@@ -546,6 +586,7 @@ def fit_unet(
     device: str,
     threads: int | None,
     report: Reporter,
+    checkpoint: str | None = None,
 ) -> tuple[TrainingResult, Any]:
     """Build the U-Net (random or local encoder weights) and train it (progress 5-95 %).
 
@@ -591,6 +632,7 @@ def fit_unet(
         device=torch_device,
         reporter=report,
         on_epoch=on_epoch,
+        checkpoint=checkpoint,
     )
     return result, torch_device
 

@@ -104,6 +104,11 @@ def _add_train(commands: Any) -> None:
     train.add_argument("--seed", type=int, default=d["seed"])
     add_device_arguments(train)
     train.add_argument("--report", help="HTML training report.")
+    train.add_argument(
+        "--checkpoint",
+        help="Save the training state here after every epoch and resume from it if it "
+        "exists (long runs that may be interrupted); removed when training ends.",
+    )
     train.add_argument("--overwrite", action="store_true", help="Replace existing outputs.")
     train.set_defaults(handler=_run_train)
 
@@ -174,6 +179,7 @@ def _run_train(args: argparse.Namespace, reporter: Reporter) -> dict[str, Any]:
         threads=args.threads,
         dst_model=args.output,
         dst_report=args.report,
+        checkpoint=args.checkpoint,
         overwrite=args.overwrite,
         reporter=reporter,
     )
@@ -232,6 +238,7 @@ def run_trainunet(
     threads: int | None = None,
     dst_model: str,
     dst_report: str | None = None,
+    checkpoint: str | None = None,
     overwrite: bool = False,
     reporter: Reporter | None = None,
 ) -> dict[str, Any]:
@@ -298,6 +305,10 @@ def run_trainunet(
         Model file to write (``.safetensors``).
     dst_report : str, optional
         HTML training report.
+    checkpoint : str, optional
+        Training state saved after every epoch; an existing one is resumed (same
+        settings and data) to the same model an uninterrupted run gives
+        (:mod:`core.checkpoint`). Removed when training ends.
     overwrite : bool
         Replace existing outputs.
     reporter : Reporter, optional
@@ -362,7 +373,7 @@ def run_trainunet(
         tile_size=tile_size, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
         patience=patience, class_weighting=class_weighting, augment=augment,
         acquisition_augment=acquisition_augment, weight_averaging=weight_averaging, seed=seed,
-        device=device, threads=threads, report=report,
+        device=device, threads=threads, report=report, checkpoint=checkpoint,
     )  # fmt: skip
     settings = {
         "tile_size": tile_size,
