@@ -227,7 +227,7 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
     model = str(work / f"dubai-{run['name']}.safetensors")
     # With --work the training state is kept after every epoch, so an interrupted run of
     # the full split (hours on a CPU) resumes where it stopped, to the same model.
-    checkpoint = str(work / f"dubai-{run['name']}.ckpt") if args.work else None
+    checkpoint = str(work / f"dubai-{run['name']}-state.safetensors") if args.work else None
     resumed = checkpoint is not None and Path(checkpoint).exists()
     start = time.perf_counter()
     train = run_trainunet(

@@ -443,25 +443,12 @@ def train_network(
             report.info(_epoch_message(done, epochs))
         report.info(f"Resumed from {checkpoint} after epoch {progress['epoch']}.")
     for epoch in range(first, epochs + 1):
-        tick = time.perf_counter()
-        loss = _train_epoch(
-            network, sampler, optimizer, weight_t, rng=rng, generator=generator, steps=steps,
-            samples=samples, batch_size=batch_size, augment=augment,
-            acquisition_augment=acquisition_augment, device=device, averaged=averaged,
+        entry, confusion = _fit_epoch(
+            epoch, network, kept, sampler, optimizer, scheduler, weight_t, (val_x, val_y),
+            n_classes=n_classes, rng=rng, generator=generator, steps=steps, samples=samples,
+            batch_size=batch_size, augment=augment, acquisition_augment=acquisition_augment,
+            device=device, averaged=averaged,
         )  # fmt: skip
-        scheduler.step()
-        entry: dict[str, float] = {
-            "epoch": epoch,
-            "loss": loss,
-            "lr": float(optimizer.param_groups[0]["lr"]),
-        }
-        confusion = None
-        if has_val:
-            val_loss, confusion = _evaluate(kept, val_x, val_y, n_classes, batch_size, device)
-            scores = confusion_scores(confusion)
-            entry.update(val_loss=val_loss, val_oa=scores["oa"], val_miou=scores["miou"])
-            entry["val_macro_f1"] = scores["macro_f1"]
-        entry["seconds"] = time.perf_counter() - tick
         history.append(entry)
         report.info(_epoch_message(entry, epochs))
         if on_epoch is not None:
@@ -484,15 +471,11 @@ def train_network(
             stopped_early = True
             break
         if checkpoint is not None:
-            progress = {
-                "epoch": epoch, "history": history, "best_score": best_score,
-                "best_epoch": best_epoch, "stale": stale,
-                "seconds": before + time.perf_counter() - start,
-            }  # fmt: skip
-            save_checkpoint(
-                checkpoint, config=config, progress=progress, best_state=best_state,
-                best_confusion=best_confusion, **objects,
-            )  # fmt: skip
+            progress = {"epoch": epoch, "history": history, "best_score": best_score,
+                        "best_epoch": best_epoch, "stale": stale,
+                        "seconds": before + time.perf_counter() - start}  # fmt: skip
+            save_checkpoint(checkpoint, config=config, progress=progress, best_state=best_state,
+                            best_confusion=best_confusion, **objects)  # fmt: skip
     assert best_state is not None
     if checkpoint is not None and os.path.exists(checkpoint):
         os.remove(checkpoint)
@@ -504,6 +487,47 @@ def train_network(
         stopped_early=stopped_early,
         seconds=before + time.perf_counter() - start,
     )
+
+
+def _fit_epoch(
+    epoch: int,
+    network: torch.nn.Module,
+    kept: torch.nn.Module,
+    sampler: _Sampler,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    weight: torch.Tensor,
+    validation: tuple[np.ndarray, np.ndarray],
+    *,
+    n_classes: int,
+    batch_size: int,
+    device: torch.device,
+    **options: Any,
+) -> tuple[dict[str, float], np.ndarray | None]:
+    """Train one epoch, step the schedule and validate ``kept``.
+
+    Returns the epoch's history entry and its validation confusion matrix (None without
+    validation).
+    """
+    tick = time.perf_counter()
+    loss = _train_epoch(
+        network, sampler, optimizer, weight, batch_size=batch_size, device=device, **options
+    )
+    scheduler.step()
+    entry: dict[str, float] = {
+        "epoch": epoch,
+        "loss": loss,
+        "lr": float(optimizer.param_groups[0]["lr"]),
+    }
+    confusion = None
+    val_x, val_y = validation
+    if len(val_x):
+        val_loss, confusion = _evaluate(kept, val_x, val_y, n_classes, batch_size, device)
+        scores = confusion_scores(confusion)
+        entry.update(val_loss=val_loss, val_oa=scores["oa"], val_miou=scores["miou"])
+        entry["val_macro_f1"] = scores["macro_f1"]
+    entry["seconds"] = time.perf_counter() - tick
+    return entry, confusion
 
 
 def _train_epoch(
