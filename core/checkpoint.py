@@ -157,7 +157,13 @@ def load_checkpoint(
             "train with the same ones to resume, or delete it to start afresh."
         )
     tensors = load_file(str(path))
-    network.load_state_dict(_unflatten("network.", tensors))
+    try:
+        network.load_state_dict(_unflatten("network.", tensors))
+    except RuntimeError as err:  # another encoder, band count or class count
+        raise ValueError(
+            f"The checkpoint {path} was written for another network ({str(err).splitlines()[0]}); "
+            "train with the same encoder, bands and classes to resume, or delete it."
+        ) from err
     if averaged is not None:
         averaged.load_state_dict(_unflatten("averaged.", tensors))
     state: dict[int, dict[str, Any]] = {}

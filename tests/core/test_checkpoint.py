@@ -74,6 +74,16 @@ def test_a_checkpoint_of_other_settings_is_refused_with_the_difference(tmp_path)
     changed = r"other settings or data \(epochs: 4 then, 5 now\).*delete it"
     with pytest.raises(ValueError, match=changed):
         _train(path, epochs=5)
+    torch.manual_seed(0)
+    other = build_unet(encoder="resnet18", in_channels=4, classes=3)  # another band count
+    with pytest.raises(ValueError, match=r"written for another network.*same encoder, bands"):
+        train_network(
+            other, [Scene(np.concatenate([s.image, s.image[:1]]), s.targets, s.train, s.name)
+                    for s in _scenes()],
+            n_classes=3, tile_size=32, epochs=4, batch_size=4, patience=0,
+            weight_averaging="ema", acquisition_augment=True, seed=3,
+            reporter=Reporter.quiet(), checkpoint=path,
+        )  # fmt: skip
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(Exception):  # noqa: B017 - safetensors' own error for a garbled file
         _train(path)
