@@ -14,15 +14,43 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["load_checkpoint", "save_checkpoint"]
+__all__ = ["TrainingObjects", "load_checkpoint", "save_checkpoint"]
 
 _FORMAT = "landseg-training-checkpoint"
 _VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainingObjects:
+    """The live training objects whose state a checkpoint holds.
+
+    Attributes
+    ----------
+    network : torch.nn.Module
+        The trained network.
+    averaged : torch.optim.swa_utils.AveragedModel or None
+        Its weight average, when one is kept.
+    optimizer, scheduler
+        The optimiser and its learning-rate schedule (their ``state_dict`` is saved:
+        tensors as tensors, the rest as JSON).
+    rng : numpy.random.Generator
+        Draws the crops.
+    generator : torch.Generator
+        Draws the augmentation.
+    """
+
+    network: Any
+    averaged: Any | None
+    optimizer: Any
+    scheduler: Any
+    rng: np.random.Generator
+    generator: Any
 
 
 def _flatten(prefix: str, state: Mapping[str, Any], tensors: dict[str, Any]) -> None:
@@ -36,15 +64,10 @@ def _unflatten(prefix: str, tensors: Mapping[str, Any]) -> dict[str, Any]:
 
 def save_checkpoint(
     path: str | os.PathLike[str],
+    objects: TrainingObjects,
     *,
     config: Mapping[str, Any],
     progress: Mapping[str, Any],
-    network: Any,
-    averaged: Any | None,
-    optimizer: Any,
-    scheduler: Any,
-    rng: np.random.Generator,
-    generator: Any,
     best_state: Mapping[str, Any] | None,
     best_confusion: np.ndarray | None,
 ) -> None:
@@ -54,19 +77,13 @@ def save_checkpoint(
     ----------
     path : path-like
         The checkpoint file (replaced atomically).
+    objects : TrainingObjects
+        The network, its average, optimiser, schedule and random generators.
     config : mapping
         What must match for a resume (epochs, batch size, seed, data sizes, ...).
     progress : mapping
         JSON-able loop state: ``epoch`` (the last finished one), ``history``,
         ``best_score``, ``best_epoch``, ``stale``, ``seconds``.
-    network, averaged : torch.nn.Module
-        The trained network and its ``AveragedModel`` (or None).
-    optimizer, scheduler
-        Their ``state_dict`` is saved: tensors as tensors, the rest as JSON.
-    rng : numpy.random.Generator
-        Draws the crops.
-    generator : torch.Generator
-        Draws the augmentation.
     best_state : mapping of str to tensor, optional
         Weights of the best epoch so far.
     best_confusion : (K, K) ndarray, optional
@@ -76,20 +93,20 @@ def save_checkpoint(
     from safetensors.torch import save_file
 
     tensors: dict[str, Any] = {}
-    _flatten("network.", network.state_dict(), tensors)
-    if averaged is not None:
-        _flatten("averaged.", averaged.state_dict(), tensors)
+    _flatten("network.", objects.network.state_dict(), tensors)
+    if objects.averaged is not None:
+        _flatten("averaged.", objects.averaged.state_dict(), tensors)
     if best_state is not None:
         _flatten("best.", best_state, tensors)
     if best_confusion is not None:
         tensors["best_confusion"] = torch.from_numpy(np.ascontiguousarray(best_confusion))
-    opt = optimizer.state_dict()
+    opt = objects.optimizer.state_dict()
     for index, slots in opt["state"].items():
         for name, value in slots.items():
             if not torch.is_tensor(value):
                 raise TypeError(f"Optimizer state {name!r} is not a tensor; cannot checkpoint it.")
             tensors[f"optimizer.{index}.{name}"] = value.detach().cpu().contiguous()
-    tensors["generator"] = generator.get_state()
+    tensors["generator"] = objects.generator.get_state()
     tensors["torch_rng"] = torch.get_rng_state()
     document = {
         "format": _FORMAT,
@@ -97,8 +114,8 @@ def save_checkpoint(
         "config": dict(config),
         "progress": dict(progress),
         "optimizer_groups": opt["param_groups"],
-        "scheduler": scheduler.state_dict(),
-        "rng": rng.bit_generator.state,
+        "scheduler": objects.scheduler.state_dict(),
+        "rng": objects.rng.bit_generator.state,
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -109,16 +126,20 @@ def save_checkpoint(
 
 def load_checkpoint(
     path: str | os.PathLike[str],
+    objects: TrainingObjects,
     *,
     config: Mapping[str, Any],
-    network: Any,
-    averaged: Any | None,
-    optimizer: Any,
-    scheduler: Any,
-    rng: np.random.Generator,
-    generator: Any,
 ) -> tuple[dict[str, Any], dict[str, Any] | None, np.ndarray | None]:
     """Restore what :func:`save_checkpoint` wrote into fresh training objects.
+
+    Parameters
+    ----------
+    path : path-like
+        The checkpoint file.
+    objects : TrainingObjects
+        Freshly built training objects, loaded in place.
+    config : mapping
+        The settings of this run; each must equal the saved one.
 
     Returns
     -------
@@ -158,22 +179,23 @@ def load_checkpoint(
         )
     tensors = load_file(str(path))
     try:
-        network.load_state_dict(_unflatten("network.", tensors))
+        objects.network.load_state_dict(_unflatten("network.", tensors))
     except RuntimeError as err:  # another encoder, band count or class count
         raise ValueError(
             f"The checkpoint {path} was written for another network ({str(err).splitlines()[0]}); "
             "train with the same encoder, bands and classes to resume, or delete it."
         ) from err
-    if averaged is not None:
-        averaged.load_state_dict(_unflatten("averaged.", tensors))
+    if objects.averaged is not None:
+        objects.averaged.load_state_dict(_unflatten("averaged.", tensors))
     state: dict[int, dict[str, Any]] = {}
     for key, value in _unflatten("optimizer.", tensors).items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": state, "param_groups": document["optimizer_groups"]})
-    scheduler.load_state_dict(document["scheduler"])
-    rng.bit_generator.state = document["rng"]
-    generator.set_state(tensors["generator"])
+    groups = document["optimizer_groups"]
+    objects.optimizer.load_state_dict({"state": state, "param_groups": groups})
+    objects.scheduler.load_state_dict(document["scheduler"])
+    objects.rng.bit_generator.state = document["rng"]
+    objects.generator.set_state(tensors["generator"])
     torch.set_rng_state(tensors["torch_rng"])
     best = _unflatten("best.", tensors) or None
     confusion = tensors.get("best_confusion")

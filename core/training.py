@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .averaging import weight_average
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import TrainingObjects, load_checkpoint, save_checkpoint
 from .classes import ClassInfo
 from .params import EMA_DECAY
 from .protocol import Reporter
@@ -430,12 +430,9 @@ def train_network(
         "acquisition_augment": acquisition_augment, "weight_averaging": weight_averaging,
         "ema_decay": ema_decay, "class_weighting": class_weighting,
     }  # fmt: skip
-    objects: dict[str, Any] = {
-        "network": network, "averaged": averaged, "optimizer": optimizer,
-        "scheduler": scheduler, "rng": rng, "generator": generator,
-    }  # fmt: skip
+    objects = TrainingObjects(network, averaged, optimizer, scheduler, rng, generator)
     if checkpoint is not None and os.path.exists(checkpoint):
-        progress, best_state, best_confusion = load_checkpoint(checkpoint, config=config, **objects)
+        progress, best_state, best_confusion = load_checkpoint(checkpoint, objects, config=config)
         history = progress["history"]
         best_score, best_epoch = progress["best_score"], progress["best_epoch"]
         stale, first, before = progress["stale"], progress["epoch"] + 1, progress["seconds"]
@@ -474,8 +471,8 @@ def train_network(
             progress = {"epoch": epoch, "history": history, "best_score": best_score,
                         "best_epoch": best_epoch, "stale": stale,
                         "seconds": before + time.perf_counter() - start}  # fmt: skip
-            save_checkpoint(checkpoint, config=config, progress=progress, best_state=best_state,
-                            best_confusion=best_confusion, **objects)  # fmt: skip
+            save_checkpoint(checkpoint, objects, config=config, progress=progress,
+                            best_state=best_state, best_confusion=best_confusion)  # fmt: skip
     assert best_state is not None
     if checkpoint is not None and os.path.exists(checkpoint):
         os.remove(checkpoint)
