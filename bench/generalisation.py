@@ -206,6 +206,19 @@ def _dubai_labels(mask_png: Path, dst: Path) -> Path:
     return dst
 
 
+def _trained(model: str) -> dict[str, Any]:
+    """The training outcome recorded in a finished model file, as ``run_trainunet`` returns it."""
+    from core.modelfile import read_metadata
+
+    training = read_metadata(model)["training"]
+    return {
+        "EPOCHS_RUN": training["epochs_run"],
+        "BEST_EPOCH": training["best_epoch"],
+        "VAL_MIOU": training["val_miou"],
+        "SECONDS": training["seconds"],
+    }
+
+
 def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> dict[str, Any]:
     from core.commands.unet import run_trainunet
 
@@ -230,20 +243,26 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
     checkpoint = str(work / f"dubai-{run['name']}-state.safetensors") if args.work else None
     resumed = checkpoint is not None and Path(checkpoint).exists()
     start = time.perf_counter()
-    train = run_trainunet(
-        checkpoint=checkpoint,
-        inputs=[str(i) for i, _ in train_pairs],
-        labels=[str(lab) for _, lab in train_pairs],
-        ignore_value=0,
-        classes=DUBAI_CLASSES,
-        threads=args.threads,
-        seed=args.seed,
-        dst_model=model,
-        overwrite=True,
-        reporter=Reporter("text"),
-        **run.get("train", {}),
-    )
-    train_s = time.perf_counter() - start
+    rescored = bool(args.work) and Path(model).exists() and not resumed
+    if rescored:
+        # A model that finished training in an earlier run of the same --work folder is
+        # scored again rather than retrained (hours on a CPU).
+        train = _trained(model)
+    else:
+        train = run_trainunet(
+            checkpoint=checkpoint,
+            inputs=[str(i) for i, _ in train_pairs],
+            labels=[str(lab) for _, lab in train_pairs],
+            ignore_value=0,
+            classes=DUBAI_CLASSES,
+            threads=args.threads,
+            seed=args.seed,
+            dst_model=model,
+            overwrite=True,
+            reporter=Reporter("text"),
+            **run.get("train", {}),
+        )
+    train_s = train.get("SECONDS", time.perf_counter() - start)
     preds: dict[str, list[np.ndarray]] = {}
     refs = []
     for index, (image_path, label) in enumerate(test_pairs):
@@ -258,6 +277,7 @@ def bench_dubai(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> di
         refs.append(ref[0].astype(np.int64))
     out: dict[str, Any] = {
         "resumed": resumed,
+        "rescored": rescored,
         "train_images": len(train_pairs),
         "test_images": len(test_pairs),
         "train_s": round(train_s, 1),
