@@ -181,10 +181,11 @@ def bench_nc(args: argparse.Namespace, work: Path, run: dict[str, Any]) -> dict[
 
 
 def _variants(args: argparse.Namespace, run: dict[str, Any]) -> list[tuple[str, dict]]:
-    """Prediction settings to score one model with: as given, and with TTA (``--tta-both``)."""
+    """Prediction settings to score one model with: as given, or without and with TTA
+    (``--tta-both``; TTA is ``predictunet``'s default, so both are named explicitly)."""
     opts = run.get("predict", {})
-    if args.tta_both and not opts.get("tta"):
-        return [("", opts), ("_tta", {**opts, "tta": True})]
+    if args.tta_both:
+        return [("", {**opts, "tta": False}), ("_tta", {**opts, "tta": True})]
     return [("", opts)]
 
 
@@ -305,7 +306,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shift-seed", type=int, default=7)
     parser.add_argument(
-        "--tta-both", action="store_true", help="Also score every model with TTA on."
+        "--tta-both", action="store_true", help="Score every model without and with TTA."
     )
     parser.add_argument("--dubai-images", type=int, default=9, help="Images per tile (9: all).")
     parser.add_argument("--dubai-train", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
