@@ -44,8 +44,7 @@ class AlgorithmRun(QObject):
                 f"Processing algorithm {algorithm_id} is not available: is LandSeg enabled?"
             )
         self.algorithm = algorithm
-        self.context = QgsProcessingContext()
-        self.context.setProject(QgsProject.instance())
+        self.context = _context()
         self.feedback = _Feedback()
         self.feedback.progressChanged.connect(self.progressChanged)
         self.task: QgsProcessingAlgRunnerTask | None = None
@@ -85,6 +84,23 @@ class AlgorithmRun(QObject):
         self.results = dict(results or {}) if self.ok else {}
         self.task = None
         self.finished.emit(self.ok, self.results)
+
+
+def _context() -> QgsProcessingContext:
+    """Return a context with the project's settings but not the project itself.
+
+    Every input the panel gives is a file path, which the task loads itself, so the
+    run needs no project layers. A project on the context would make Processing look
+    layers up in the project's store from the task's thread, and in QGIS 3.40
+    ``QgsProject::layerStore()`` also drops the project's cached expression scope:
+    a race with the map canvas rebuilding that scope on the main thread, which
+    crashed QGIS now and then when a panel run started while the canvas refreshed.
+    """
+    project = QgsProject.instance()
+    context = QgsProcessingContext()
+    context.setTransformContext(project.transformContext())
+    context.setEllipsoid(project.ellipsoid())
+    return context
 
 
 class _Feedback(QgsProcessingFeedback):
