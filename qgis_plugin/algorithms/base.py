@@ -8,6 +8,7 @@ from typing import Any
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingContext,
+    QgsProcessingFeedback,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
@@ -54,6 +55,9 @@ except AttributeError:
     ADVANCED = QgsProcessingParameterDefinition.FlagAdvanced
     INTEGER = QgsProcessingParameterNumber.Integer
     DOUBLE = QgsProcessingParameterNumber.Double
+
+#: Parameter types whose text values name layers (ids, names or files).
+LAYER_TYPES = frozenset({"raster", "vector", "source", "layer", "multilayer"})
 
 #: Short dialog labels of the engine's tuning parameters; their one-line ``help`` becomes
 #: the tooltip, and resources/help/<id>.html explains them in full.
@@ -132,6 +136,77 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
     def displayName(self) -> str:
         """Return the name shown in the toolbox."""
         return self.tr(self.display_name)
+
+    def prepareAlgorithm(
+        self,
+        parameters: dict[str, Any],
+        context: QgsProcessingContext,
+        feedback: QgsProcessingFeedback,
+    ) -> bool:
+        """Look the layer parameters up now, on the thread that owns the project.
+
+        QGIS prepares an algorithm on the main thread and then runs it in a task's thread.
+        A layer looked up there goes through the project's layer store, and in QGIS 3.40
+        ``QgsProject::layerStore()`` also clears the project's cached expression scope,
+        racing with the map canvas rebuilding it (a crash). The ``parameterAs*`` layer
+        lookups below then receive the layers themselves.
+        """
+        self._layers = {}
+        for definition in self.parameterDefinitions():
+            name, value = definition.name(), parameters.get(definition.name())
+            if definition.type() not in LAYER_TYPES or value in (None, "", []):
+                continue
+            if definition.type() == "multilayer":
+                if isinstance(value, list) and all(isinstance(item, str) for item in value):
+                    layers = super().parameterAsLayerList(parameters, name, context)
+                    if len(layers) == len(value):
+                        self._layers[name] = (value, layers)
+            elif isinstance(value, str):
+                layer = super().parameterAsLayer(parameters, name, context)
+                if layer is not None:
+                    self._layers[name] = (value, layer)
+        return True
+
+    def _with_layers(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Return the parameters with the layers :meth:`prepareAlgorithm` looked up.
+
+        A value given since (another run of this instance) is looked up as it is.
+        """
+        prepared: dict[str, tuple[Any, Any]] = getattr(self, "_layers", {})
+        layers = {
+            name: layer
+            for name, (value, layer) in prepared.items()
+            if parameters.get(name) == value
+        }
+        return {**parameters, **layers} if layers else parameters
+
+    def parameterAsLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return a layer parameter (the one looked up in preparation, if any)."""
+        return super().parameterAsLayer(self._with_layers(parameters), name, *args)
+
+    def parameterAsRasterLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return a raster layer parameter (looked up in preparation, if it was)."""
+        return super().parameterAsRasterLayer(self._with_layers(parameters), name, *args)
+
+    def parameterAsVectorLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return a vector layer parameter (looked up in preparation, if it was)."""
+        return super().parameterAsVectorLayer(self._with_layers(parameters), name, *args)
+
+    def parameterAsLayerList(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return a multiple-layers parameter (looked up in preparation, if it was)."""
+        return super().parameterAsLayerList(self._with_layers(parameters), name, *args)
+
+    def parameterAsSource(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return a feature source parameter (its layer looked up in preparation)."""
+        return super().parameterAsSource(self._with_layers(parameters), name, *args)
+
+    def parameterAsCompatibleSourceLayerPathAndLayerName(
+        self, parameters: dict[str, Any], name: str, *args: Any
+    ) -> Any:
+        """Return a vector file for a source parameter (its layer looked up in preparation)."""
+        return super().parameterAsCompatibleSourceLayerPathAndLayerName(
+            self._with_layers(parameters), name, *args
+        )
 
     def group(self) -> str:
         """Return the toolbox group."""

@@ -235,3 +235,59 @@ def test_set_up_takes_qgis_proxy_without_logging_the_password(provider):
     assert shown == "http://me:***@proxy.example:3128"
     if before.type() != QNetworkProxy.ProxyType.HttpProxy:
         assert qgis_proxy() == ("", "")
+
+
+def test_layers_are_looked_up_on_the_main_thread_before_the_task(provider, tmp_path):
+    """A toolbox run gives project layer ids; the task's thread must not look them up.
+
+    QGIS prepares an algorithm on the main thread and runs it in a task. In QGIS 3.40 a
+    lookup in the project's layer store from the task's thread clears the project's
+    expression scope while the canvas may be rebuilding it (a crash), so LandSeg looks
+    its layers up while preparing.
+    """
+    import time
+
+    from qgis.core import (
+        QgsApplication,
+        QgsProcessingAlgRunnerTask,
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProject,
+        QgsRasterLayer,
+    )
+    from qgis.PyQt.QtCore import QCoreApplication
+
+    src = write_tif(tmp_path / "in.tif", parcels((40, 40), 3))
+    layer = QgsRasterLayer(str(src), "scene", "gdal")
+    QgsProject.instance().addMapLayer(layer)
+    try:
+        parameters = {"INPUT": layer.id(), "OUTPUT": str(tmp_path / "out.tif")}
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        feedback = QgsProcessingFeedback()
+        registry = QgsApplication.processingRegistry()
+
+        # Prepared, the algorithm finds the layer without the project (as in the task).
+        algorithm = registry.createAlgorithmById("landseg:slic")
+        assert algorithm.prepare(parameters, context, feedback)
+        found = algorithm.parameterAsRasterLayer(parameters, "INPUT", QgsProcessingContext())
+        assert found is not None and found.id() == layer.id()
+        # A value given since is looked up as it is.
+        other = {**parameters, "INPUT": str(src)}
+        assert algorithm.parameterAsRasterLayer(other, "INPUT", QgsProcessingContext()) != found
+
+        # The whole run in a task, as the toolbox dialog starts it.
+        done: list[tuple[bool, dict]] = []
+        task = QgsProcessingAlgRunnerTask(
+            registry.createAlgorithmById("landseg:slic"), parameters, context, feedback
+        )
+        task.executed.connect(lambda ok, results: done.append((ok, results)))
+        QgsApplication.taskManager().addTask(task)
+        deadline = time.monotonic() + 300
+        while not done and time.monotonic() < deadline:
+            QCoreApplication.processEvents()
+            time.sleep(0.02)
+        assert done and done[0][0], feedback.textLog() if hasattr(feedback, "textLog") else ""
+        assert done[0][1]["N_SEGMENTS"] >= 1 and (tmp_path / "out.tif").is_file()
+    finally:
+        QgsProject.instance().removeMapLayer(layer.id())
