@@ -89,12 +89,10 @@ class AlgorithmRun(QObject):
 def _context() -> QgsProcessingContext:
     """Return a context with the project's settings but not the project itself.
 
-    Every input the panel gives is a file path, which the task loads itself, so the
-    run needs no project layers. A project on the context would make Processing look
-    layers up in the project's store from the task's thread, and in QGIS 3.40
-    ``QgsProject::layerStore()`` also drops the project's cached expression scope:
-    a race with the map canvas rebuilding that scope on the main thread, which
-    crashed QGIS now and then when a panel run started while the canvas refreshed.
+    Every input the panel gives is a file path, which the run loads itself, so it needs
+    no project, and without one nothing in the task's thread can reach the project's
+    layers (the QGIS 3.40 race described in ``LandSegAlgorithm.prepareAlgorithm``, which
+    crashed panel runs now and then while the canvas refreshed).
     """
     project = QgsProject.instance()
     context = QgsProcessingContext()

@@ -276,9 +276,9 @@ def test_preview_shows_a_styled_layer_covering_the_view_and_replaces_the_last(
     dock.set_algorithm("landseg:slic")
     dock.form().set_value("N_SEGMENTS", 60)
     assert dock.preview()
-    # The task reads files, not project layers: a project on its context lets QGIS 3.40
-    # drop the project's expression scope from the task's thread while the canvas
-    # rebuilds it (a crash). The project's transform context still applies.
+    # The task reads files, not project layers: no project on its context, so nothing in
+    # the task's thread reaches the project (QGIS 3.40 race, see prepareAlgorithm). The
+    # project's transform context still applies.
     assert dock.run.context.project() is None
     assert dock.run.context.transformContext() == QgsProject.instance().transformContext()
     assert _wait(dock) == ("preview", True), dock.status.text()
