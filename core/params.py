@@ -374,16 +374,16 @@ TRAIN_DEFAULTS: dict[str, Any] = {
 #: U-Net input normalisation modes (``core.acquisition``), first the original behaviour.
 UNET_NORMALIZATIONS: tuple[str, ...] = ("training", "image", "percentile")
 UNET_NORMALIZATION_LABELS: dict[str, str] = {
-    "training": "Training images' statistics (one radiometric scale for every image)",
-    "image": "Each image's own mean and standard deviation (uncalibrated images, other sensors)",
-    "percentile": "Each image's own 2-98 percentile range (like the above, robust to clouds)",
+    "training": "Training images' statistics (one scale for all images)",
+    "image": "Each image's own mean and standard deviation",
+    "percentile": "Each image's own 2-98 percentile range",
 }
 
 #: U-Net weight averaging modes (``core.averaging``): none, or an exponential moving average.
 WEIGHT_AVERAGING_MODES: tuple[str, ...] = ("none", "ema")
 WEIGHT_AVERAGING_LABELS: dict[str, str] = {
     "none": "None (keep the trained weights)",
-    "ema": "Exponential moving average of the weights (steadier, often generalises better)",
+    "ema": "Exponential moving average of the weights (steadier)",
 }
 #: Largest decay of the weights' exponential moving average per optimisation step; the
 #: first steps use less, ``(1 + n) / (10 + n)`` (core.averaging).
