@@ -287,7 +287,7 @@ def test_layers_are_looked_up_on_the_main_thread_before_the_task(provider, tmp_p
         while not done and time.monotonic() < deadline:
             QCoreApplication.processEvents()
             time.sleep(0.02)
-        assert done and done[0][0], feedback.textLog() if hasattr(feedback, "textLog") else ""
+        assert done and done[0][0], feedback.textLog()
         assert done[0][1]["N_SEGMENTS"] >= 1 and (tmp_path / "out.tif").is_file()
     finally:
         QgsProject.instance().removeMapLayer(layer.id())
