@@ -16,6 +16,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingUtils,
+    QgsReferencedRectangle,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
@@ -149,14 +150,22 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         A layer looked up there goes through the project's layer store, and in QGIS 3.40
         ``QgsProject::layerStore()`` also clears the project's cached expression scope,
         racing with the map canvas rebuilding it (a crash). The ``parameterAs*`` layer
-        lookups below then receive the layers themselves.
+        lookups below then receive the layers themselves, and an extent given as text
+        (which may name a layer) receives the rectangle and CRS it stands for.
         """
         self._layers = {}
         for definition in self.parameterDefinitions():
             name, value = definition.name(), parameters.get(definition.name())
-            if definition.type() not in LAYER_TYPES or value in (None, "", []):
+            if value in (None, "", []):
                 continue
-            if definition.type() == "multilayer":
+            if definition.type() == "extent" and isinstance(value, str):
+                rect = super().parameterAsExtent(parameters, name, context)
+                crs = super().parameterAsExtentCrs(parameters, name, context)
+                if not rect.isNull():
+                    self._layers[name] = (value, QgsReferencedRectangle(rect, crs))
+            elif definition.type() not in LAYER_TYPES:
+                continue
+            elif definition.type() == "multilayer":
                 if isinstance(value, list) and all(isinstance(item, str) for item in value):
                     layers = super().parameterAsLayerList(parameters, name, context)
                     if len(layers) == len(value):
@@ -195,6 +204,14 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
     def parameterAsLayerList(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a multiple-layers parameter (looked up in preparation, if it was)."""
         return super().parameterAsLayerList(self._with_layers(parameters), name, *args)
+
+    def parameterAsExtent(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return an extent parameter (its layer looked up in preparation, if any)."""
+        return super().parameterAsExtent(self._with_layers(parameters), name, *args)
+
+    def parameterAsExtentCrs(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
+        """Return an extent parameter's CRS (as found in preparation, if it was)."""
+        return super().parameterAsExtentCrs(self._with_layers(parameters), name, *args)
 
     def parameterAsSource(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a feature source parameter (its layer looked up in preparation)."""

@@ -275,6 +275,12 @@ def test_layers_are_looked_up_on_the_main_thread_before_the_task(provider, tmp_p
         # A value given since is looked up as it is.
         other = {**parameters, "INPUT": str(src)}
         assert algorithm.parameterAsRasterLayer(other, "INPUT", QgsProcessingContext()) != found
+        # An EXTENT naming a layer is found the same way, with the layer's CRS.
+        with_extent = {**parameters, "EXTENT": layer.id()}
+        assert algorithm.prepare(with_extent, context, feedback)
+        bare = QgsProcessingContext()
+        assert algorithm.parameterAsExtent(with_extent, "EXTENT", bare) == layer.extent()
+        assert algorithm.parameterAsExtentCrs(with_extent, "EXTENT", bare) == layer.crs()
 
         # The whole run in a task, as the toolbox dialog starts it.
         done: list[tuple[bool, dict]] = []
