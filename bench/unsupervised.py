@@ -319,10 +319,12 @@ def dubai(
             mask = np.asarray(
                 Image.open(folder / f"tile{tile}" / "masks" / "image_part_001.png").convert("RGB")
             )
-            r0 = (image.shape[0] - size) // 2
-            c0 = (image.shape[1] - size) // 2
-            image = image[r0 : r0 + size, c0 : c0 + size].transpose(2, 0, 1)
-            mask = mask[r0 : r0 + size, c0 : c0 + size]
+            if size:  # the central crop; 0 keeps the whole image
+                r0 = (image.shape[0] - size) // 2
+                c0 = (image.shape[1] - size) // 2
+                image = image[r0 : r0 + size, c0 : c0 + size]
+                mask = mask[r0 : r0 + size, c0 : c0 + size]
+            image = image.transpose(2, 0, 1)
             reference = np.zeros(mask.shape[:2], np.int64)
             for colour, value in DUBAI_COLOURS.items():
                 reference[np.all(mask == colour, axis=2)] = value
@@ -332,7 +334,8 @@ def dubai(
             path = Path(tmp) / f"tile{tile}.tif"
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                profile = {"driver": "GTiff", "width": size, "height": size, "count": 3}
+                height, width = image.shape[1:]
+                profile = {"driver": "GTiff", "width": width, "height": height, "count": 3}
                 with rasterio.open(path, "w", dtype="uint8", **profile) as ds:
                     ds.write(image)
             rows += _score_scene(
@@ -385,6 +388,12 @@ def main() -> None:
         help="Dubai tiles to score (default 1-8; crops with one class are skipped).",
     )
     parser.add_argument(
+        "--dubai-size",
+        type=int,
+        default=256,
+        help="Side of the central crop of each Dubai image; 0 scores the whole image.",
+    )
+    parser.add_argument(
         "--seeds",
         type=int,
         nargs="+",
@@ -425,6 +434,7 @@ def main() -> None:
         if mode == "dubai":
             results[mode] = dubai(
                 args.threads,
+                size=args.dubai_size,
                 tiles=tuple(args.dubai_tiles),
                 methods=tuple(args.methods),
                 params=json.loads(args.params),
