@@ -18,8 +18,10 @@ Modes (``--mode``, several allowed):
 ``dubai``
     The same on Dubai aerial RGB tiles (../shared/data/dubai-aerial; 6 mask colours, the
     "Unlabeled" and black pixels ignored), on the central 256 x 256 crop of the first
-    image of tiles 1-8 (``--dubai-tiles``); a crop holding one class is skipped (its ARI
-    is 0 or 1 whatever the clustering).
+    image of tiles 1-8 (``--dubai-tiles``), or on the whole image with ``--dubai-size 0``
+    (544 x 509 to 2061 x 1817 pixels: the methods' dataset mode, as a user's run on that
+    image); a crop holding one class is skipped (its ARI is 0 or 1 whatever the
+    clustering).
 
 ``--seeds`` runs each deep method once per seed and adds a ``mean`` row per method and
 scene (mean ARI, mean k-means line with the same K).
