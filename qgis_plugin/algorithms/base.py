@@ -153,7 +153,7 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
         lookups below then receive the layers themselves, and an extent given as text
         (which may name a layer) receives the rectangle and CRS it stands for.
         """
-        self._layers = {}
+        self._prepared = {}
         for definition in self.parameterDefinitions():
             name, value = definition.name(), parameters.get(definition.name())
             if value in (None, "", []):
@@ -162,67 +162,67 @@ class LandSegAlgorithm(QgsProcessingAlgorithm):
                 rect = super().parameterAsExtent(parameters, name, context)
                 crs = super().parameterAsExtentCrs(parameters, name, context)
                 if not rect.isNull():
-                    self._layers[name] = (value, QgsReferencedRectangle(rect, crs))
+                    self._prepared[name] = (value, QgsReferencedRectangle(rect, crs))
             elif definition.type() not in LAYER_TYPES:
                 continue
             elif definition.type() == "multilayer":
                 if isinstance(value, list) and all(isinstance(item, str) for item in value):
                     layers = super().parameterAsLayerList(parameters, name, context)
                     if len(layers) == len(value):
-                        self._layers[name] = (value, layers)
+                        self._prepared[name] = (value, layers)
             elif isinstance(value, str):
                 layer = super().parameterAsLayer(parameters, name, context)
                 if layer is not None:
-                    self._layers[name] = (value, layer)
+                    self._prepared[name] = (value, layer)
         return True
 
-    def _with_layers(self, parameters: dict[str, Any]) -> dict[str, Any]:
-        """Return the parameters with the layers :meth:`prepareAlgorithm` looked up.
+    def _with_prepared(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """Return the parameters with the layers and extents :meth:`prepareAlgorithm` found.
 
         A value given since (another run of this instance) is looked up as it is.
         """
-        prepared: dict[str, tuple[Any, Any]] = getattr(self, "_layers", {})
-        layers = {
-            name: layer
-            for name, (value, layer) in prepared.items()
+        prepared: dict[str, tuple[Any, Any]] = getattr(self, "_prepared", {})
+        found = {
+            name: resolved
+            for name, (value, resolved) in prepared.items()
             if parameters.get(name) == value
         }
-        return {**parameters, **layers} if layers else parameters
+        return {**parameters, **found} if found else parameters
 
     def parameterAsLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a layer parameter (the one looked up in preparation, if any)."""
-        return super().parameterAsLayer(self._with_layers(parameters), name, *args)
+        return super().parameterAsLayer(self._with_prepared(parameters), name, *args)
 
     def parameterAsRasterLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a raster layer parameter (looked up in preparation, if it was)."""
-        return super().parameterAsRasterLayer(self._with_layers(parameters), name, *args)
+        return super().parameterAsRasterLayer(self._with_prepared(parameters), name, *args)
 
     def parameterAsVectorLayer(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a vector layer parameter (looked up in preparation, if it was)."""
-        return super().parameterAsVectorLayer(self._with_layers(parameters), name, *args)
+        return super().parameterAsVectorLayer(self._with_prepared(parameters), name, *args)
 
     def parameterAsLayerList(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a multiple-layers parameter (looked up in preparation, if it was)."""
-        return super().parameterAsLayerList(self._with_layers(parameters), name, *args)
+        return super().parameterAsLayerList(self._with_prepared(parameters), name, *args)
 
     def parameterAsExtent(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return an extent parameter (its layer looked up in preparation, if any)."""
-        return super().parameterAsExtent(self._with_layers(parameters), name, *args)
+        return super().parameterAsExtent(self._with_prepared(parameters), name, *args)
 
     def parameterAsExtentCrs(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return an extent parameter's CRS (as found in preparation, if it was)."""
-        return super().parameterAsExtentCrs(self._with_layers(parameters), name, *args)
+        return super().parameterAsExtentCrs(self._with_prepared(parameters), name, *args)
 
     def parameterAsSource(self, parameters: dict[str, Any], name: str, *args: Any) -> Any:
         """Return a feature source parameter (its layer looked up in preparation)."""
-        return super().parameterAsSource(self._with_layers(parameters), name, *args)
+        return super().parameterAsSource(self._with_prepared(parameters), name, *args)
 
     def parameterAsCompatibleSourceLayerPathAndLayerName(
         self, parameters: dict[str, Any], name: str, *args: Any
     ) -> Any:
         """Return a vector file for a source parameter (its layer looked up in preparation)."""
         return super().parameterAsCompatibleSourceLayerPathAndLayerName(
-            self._with_layers(parameters), name, *args
+            self._with_prepared(parameters), name, *args
         )
 
     def group(self) -> str:
